@@ -119,3 +119,38 @@ class LeaveOneOut:
     @property
     def n_items(self) -> int:
         return self.train.n_items
+
+    def validation_view(self, seed: int, n_negatives: int | None = None) -> LeaveOneOut:
+        """A leave-one-out problem carved from ``train`` alone, for tuning without touching the test items.
+
+        Per user, the latest training interaction (by timestamp where known; a random one where the time is
+        missing) becomes the validation target, ranked against ``n_negatives`` (default: as many as the
+        test protocol) items the user never interacted with, test item included in the exclusion.
+        """
+        rng = np.random.default_rng(seed)
+        n_neg = self.test_negatives.shape[1] if n_negatives is None else n_negatives
+        tr = self.train
+        ts = tr.timestamps if tr.timestamps is not None else np.full(len(tr), np.nan)
+        # latest known timestamp first; unknown times get a random key below every known one
+        key = np.where(np.isnan(ts), -1.0 - rng.random(len(tr)), ts)
+        order = np.lexsort((-key, tr.users))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = tr.users[order][1:] != tr.users[order][:-1]
+        held = order[first]
+        keep = np.ones(len(tr), dtype=bool)
+        keep[held] = False
+        if np.bincount(tr.users[keep], minlength=tr.n_users).min(initial=1) == 0:
+            raise ValueError("a user would be left with no training interaction; cannot carve a validation item")
+        valid_items = np.full(self.n_users, -1, dtype=np.int64)
+        valid_items[tr.users[held]] = tr.items[held]
+        seen = tr.to_csr().astype(bool).tolil()
+        for u, it in enumerate(self.test_items):
+            if it >= 0:
+                seen[u, it] = True
+        seen = seen.tocsr()
+        negatives = np.empty((self.n_users, n_neg), dtype=np.int64)
+        for u in range(self.n_users):
+            banned = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
+            pool = np.setdiff1d(np.arange(self.n_items), banned, assume_unique=False)
+            negatives[u] = rng.choice(pool, size=n_neg, replace=len(pool) < n_neg)
+        return LeaveOneOut(f"{self.name}/validation", tr.take(keep), valid_items, negatives, {"carved_from": "train"})
