@@ -58,9 +58,9 @@ class Ratings:
     def to_torch(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(users, items, values) tensors on ``device``."""
         return (
-            torch.as_tensor(self.users, device=device),
-            torch.as_tensor(self.items, device=device),
-            torch.as_tensor(self.values, device=device),
+            torch.tensor(self.users, device=device),
+            torch.tensor(self.items, device=device),
+            torch.tensor(self.values, device=device),
         )
 
 

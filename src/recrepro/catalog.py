@@ -1,0 +1,90 @@
+"""The study's table of contents: every paper and every notebook (one per reported table).
+
+This is the one place that says which notebook reproduces which paper's table, on which datasets, and
+why a table cannot run here. The runner hashes the listed datasets' files into a result's input hash,
+and the book builds one chapter per paper from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Paper:
+    key: str
+    short: str
+    citation: str
+    claim: str
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    stem: str  # notebooks/<stem>.py
+    paper: str  # Paper.key ("baselines" for the shared baseline table)
+    title: str
+    datasets: tuple[str, ...]  # registry names whose files are inputs
+    unavailable: dict[str, str] = field(default_factory=dict)  # dataset key -> why it cannot run here
+
+
+PAPERS: dict[str, Paper] = {
+    p.key: p
+    for p in [
+        Paper(
+            "baselines",
+            "Baselines",
+            "Shared baselines (this study)",
+            "Simple baselines every table should be measured against: mean predictors and tuned biased MF.",
+        ),
+        Paper(
+            "hartford2018",
+            "Hartford et al. 2018",
+            "Hartford, Graham, Leyton-Brown, Ravanbakhsh. Deep Models of Interactions Across Sets. ICML 2018.",
+            "Exchangeable matrix layers; RMSE on ML-100K, ML-1M, Douban, Flixster, YahooMusic; extrapolation.",
+        ),
+        Paper(
+            "nnmf2015",
+            "Dziugaite & Roy 2015",
+            "Dziugaite, Roy. Neural Network Matrix Factorization. arXiv:1511.06443, 2015.",
+            "An MLP replaces the inner product of matrix factorisation; RMSE on MovieLens.",
+        ),
+        Paper(
+            "lrml2018",
+            "Tay et al. 2018",
+            "Tay, Luu, Hui. Latent Relational Metric Learning via Memory-based Attention. WWW 2018.",
+            "Memory-based attention metric learning; HR@10 / nDCG@10 on ML-1M, ML-20M, Netflix.",
+        ),
+        Paper(
+            "monti2017",
+            "Monti et al. 2017",
+            "Monti, Bronstein, Bresson. Geometric Matrix Completion with Recurrent Multi-Graph Neural Networks. "
+            "NIPS 2017.",
+            "Multi-graph convolution + RNN diffusion; RMSE on synthetic Netflix, ML-100K, Douban, Flixster, Yahoo.",
+        ),
+        Paper(
+            "arviv2025",
+            "Arviv et al. 2025",
+            "Arviv, Elisha, Barkan, Koenigstein. Interaction-Aware Monosemantic Concepts. arXiv:2511.18024, 2025.",
+            "A prediction-aware sparse autoencoder over user/item embeddings yields monosemantic concepts.",
+        ),
+    ]
+}
+
+NOTEBOOKS: dict[str, NotebookSpec] = {
+    nb.stem: nb
+    for nb in [
+        NotebookSpec(
+            stem="baselines_rating",
+            paper="baselines",
+            title="Simple baselines on ML-100K u1 and Monti's Douban, Flixster, YahooMusic splits",
+            datasets=("ml-100k", "douban", "flixster", "yahoo_music"),
+        ),
+    ]
+}
+
+
+def notebook(stem: str) -> NotebookSpec:
+    """The spec of one notebook, or an error listing the valid stems."""
+    if stem not in NOTEBOOKS:
+        raise KeyError(f"unknown notebook {stem!r}; valid notebooks: {', '.join(NOTEBOOKS)}")
+    return NOTEBOOKS[stem]

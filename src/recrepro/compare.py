@@ -1,0 +1,169 @@
+"""Paper vs ours: join the claims registry with measured results and compute each claim's status.
+
+Tolerance rule (the one place it is defined; the book quotes ``TOLERANCE_RULE``): a claim is *reproduced* when
+|ours − paper| ≤ max(1% of |paper|, half a unit of the paper's last printed digit, 2 × the standard deviation
+of ours over seeds). Statuses:
+
+* ``reproduced`` — full-profile result within tolerance;
+* ``not reproduced (ours better|worse)`` — full-profile result outside tolerance;
+* ``reduced budget: …`` — we only have a smoke-profile result, or the notebook ran less than the paper's budget;
+* ``not run: …`` — no result, with the reason (data unavailable here, or not implemented yet);
+* ``no paper value`` — the registry has no number for the claim (not recovered), ours is shown alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .catalog import NOTEBOOKS
+
+TOLERANCE_RULE = (
+    "reproduced when |ours - paper| <= max(1% of |paper|, half a unit in the paper's last printed digit, "
+    "2 x std of ours over seeds), using full-profile results only"
+)
+REL_TOL = 0.01
+NOT_IMPLEMENTED = "not run: not implemented yet"
+
+
+def printed_half_unit(text: str) -> float:
+    """Half a unit in the last printed digit: '0.91' -> 0.005, '22.4149' -> 0.00005, '20' -> 0.5."""
+    text = text.strip()
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return 0.5 * 10.0 ** (-decimals)
+
+
+def tolerance(paper_text: str, paper_value: float, std: float) -> float:
+    return max(REL_TOL * abs(paper_value), printed_half_unit(paper_text), 2.0 * (0.0 if math.isnan(std) else std))
+
+
+def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and count over seeds per (dataset, method, metric), with a formatted ``ours`` column."""
+    keys = ["dataset", "method", "metric"]
+    extra = [c for c in ("notebook", "profile", "budget") if c in metrics.columns]
+    agg = metrics.groupby(keys + extra, dropna=False)["value"].agg(["mean", "std", "count"]).reset_index()
+    agg["std"] = agg["std"].fillna(0.0)
+
+    def fmt(r: pd.Series) -> str:
+        digits = 4 if abs(r["mean"]) < 10 else 2
+        if r["count"] > 1:
+            return f"{r['mean']:.{digits}f} ± {r['std']:.{digits}f} (n={int(r['count'])})"
+        return f"{r['mean']:.{digits}f}"
+
+    agg["ours"] = agg.apply(fmt, axis=1)
+    return agg
+
+
+def _unavailable_reason(dataset_key: str) -> str | None:
+    for nb in NOTEBOOKS.values():
+        for ds, why in nb.unavailable.items():
+            if ds == dataset_key:
+                return f"not run: {why}"
+    return None
+
+
+def status_of(claim: pd.Series, ours: pd.Series | None) -> str:
+    """The computed status of one claim given our summary row (or None)."""
+    if ours is None:
+        return _unavailable_reason(claim["dataset_key"]) or NOT_IMPLEMENTED
+    if math.isnan(claim["value_num"]):
+        return "no paper value (not recovered)"
+    profile = ours.get("profile", "full")
+    if profile != "full":
+        return "reduced budget: smoke profile only"
+    budget = ours.get("budget", "")
+    if isinstance(budget, str) and budget.startswith("reduced"):
+        return f"reduced budget: {budget.removeprefix('reduced').lstrip(': ')}"
+    delta = ours["mean"] - claim["value_num"]
+    if abs(delta) <= tolerance(claim["value"], claim["value_num"], ours["std"]):
+        return "reproduced"
+    better = delta < 0 if claim["lower_is_better"] == "true" else delta > 0
+    return f"not reproduced (ours {'better' if better else 'worse'})"
+
+
+def diff(
+    claims: pd.DataFrame,
+    metrics: pd.DataFrame,
+    paper: str | None = None,
+    kinds: tuple[str, ...] = ("paper", "code-output", "external"),
+) -> pd.DataFrame:
+    """One row per claim: paper value, ours (mean ± std), deltas, tolerance and status."""
+    sel = claims[claims["kind"].isin(kinds)]
+    if paper is not None:
+        if paper not in set(claims["paper"]):
+            raise KeyError(
+                f"unknown paper {paper!r}; papers in the registry: {', '.join(sorted(set(claims['paper'])))}"
+            )
+        sel = sel[sel["paper"] == paper]
+    summary = summarise(metrics) if len(metrics) else pd.DataFrame()
+    index = {(r["dataset"], r["method"], r["metric"]): r for _, r in summary.iterrows()}
+    rows = []
+    for _, c in sel.iterrows():
+        ours = index.get((c["dataset_key"], c["method_key"], c["metric_key"]))
+        row = {
+            "claim_id": c["claim_id"],
+            "paper": c["paper"],
+            "table": c["table"],
+            "dataset": c["dataset_key"] or c["dataset"],
+            "method": c["method"],
+            "metric": c["metric_key"] or c["metric"],
+            "paper_value": c["value"],
+            "source": c["source"],
+            "ours_mean": np.nan,
+            "ours_std": np.nan,
+            "n_seeds": 0,
+            "ours": "",
+            "abs_delta": np.nan,
+            "rel_delta": np.nan,
+            "tolerance": np.nan,
+            "profile": "",
+            "notebook": "",
+        }
+        if ours is not None:
+            row.update(
+                ours_mean=ours["mean"],
+                ours_std=ours["std"],
+                n_seeds=int(ours["count"]),
+                ours=ours["ours"],
+                profile=ours.get("profile", ""),
+                notebook=ours.get("notebook", ""),
+            )
+            if not math.isnan(c["value_num"]):
+                row["abs_delta"] = ours["mean"] - c["value_num"]
+                row["rel_delta"] = row["abs_delta"] / abs(c["value_num"]) if c["value_num"] else np.nan
+                row["tolerance"] = tolerance(c["value"], c["value_num"], ours["std"])
+        row["status"] = status_of(c, ours)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparison_table(metrics: pd.DataFrame, profile: str, claims_path: str = "results/claims.csv") -> pd.DataFrame:
+    """Claims that match one run's metrics, paper vs ours (for display inside a notebook)."""
+    from .claims import load_claims
+
+    claims = load_claims(claims_path)
+    keys = set(zip(metrics["dataset"], metrics["method"], metrics["metric"], strict=True))
+    claim_keys = zip(claims["dataset_key"], claims["method_key"], claims["metric_key"], strict=True)
+    matched = claims[[k in keys for k in claim_keys]]
+    out = diff(matched, metrics.assign(profile=profile))
+    cols = ["claim_id", "dataset", "method", "metric", "paper_value", "source", "ours", "abs_delta", "status"]
+    return out[cols]
+
+
+def render(df: pd.DataFrame, fmt: str) -> str:
+    """The diff as text, markdown, csv or json."""
+    cols = ["claim_id", "dataset", "method", "metric", "paper_value", "ours", "abs_delta", "rel_delta", "status"]
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    if fmt == "json":
+        return df.to_json(orient="records", indent=2)
+    view = df[cols].copy()
+    view["abs_delta"] = view["abs_delta"].map(lambda x: "" if pd.isna(x) else f"{x:+.4f}")
+    view["rel_delta"] = view["rel_delta"].map(lambda x: "" if pd.isna(x) else f"{100 * x:+.1f}%")
+    if fmt == "markdown":
+        return view.to_markdown(index=False)
+    if fmt == "text":
+        return view.to_string(index=False)
+    raise ValueError(f"unknown format {fmt!r}; choose text, markdown, csv or json")

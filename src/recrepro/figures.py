@@ -1,0 +1,36 @@
+"""Seaborn figures shared by notebooks and the book (never raw prints)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+
+def relative_rmse(metrics: pd.DataFrame, reference: str = "global-mean") -> plt.Figure:
+    """Each method's test RMSE divided by the ``reference`` method's, per dataset (scales differ by dataset)."""
+    df = metrics[metrics["metric"] == "rmse"]
+    ref = df[df["method"] == reference].groupby("dataset")["value"].mean()
+    rel = df.assign(relative=df["value"] / df["dataset"].map(ref))
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    sns.barplot(data=rel, x="dataset", y="relative", hue="method", errorbar="sd", ax=ax)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_ylabel(f"test RMSE / {reference}")
+    ax.set_ylim(0.7 * rel["relative"].min(), 1.05 * rel["relative"].max())
+    ax.legend(fontsize=7, ncols=3, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def paper_vs_ours(diff: pd.DataFrame) -> plt.Figure:
+    """Ours against the paper's value for every claim with both, on each claim's relative scale."""
+    df = diff.dropna(subset=["rel_delta"]).copy()
+    df["label"] = df["method"].str.slice(0, 28) + " · " + df["dataset"]
+    fig, ax = plt.subplots(figsize=(7, 0.32 * max(3, len(df)) + 0.8))
+    sns.barplot(data=df, y="label", x=100 * df["rel_delta"], hue="status", dodge=False, ax=ax)
+    ax.axvline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel("ours − paper, % of the paper's value")
+    ax.set_ylabel("")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

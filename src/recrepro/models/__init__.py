@@ -1,0 +1,1 @@
+"""Models: one module per family; each exposes a config dataclass and a ``fit_*`` function."""

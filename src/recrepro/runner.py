@@ -1,0 +1,271 @@
+"""Execute notebooks with papermill and publish their results with provenance.
+
+A notebook's *inputs* are its source, the ``recrepro`` package source, its parameters (profile, seeds and
+any extra ones; not the device or paths) and the checksums of the datasets it declares in the catalog. Their
+hash is stored with the result; a run whose inputs are unchanged is skipped unless forced, and the book
+marks a result whose inputs changed since it was produced as stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .catalog import NOTEBOOKS, notebook
+from .data.registry import ML1M_OFFICIAL_RATINGS, spec
+from .results import atomic_write_json, load_run, publish_run, run_dir
+
+NON_INPUT_PARAMETERS = {"device", "data_root", "output_dir", "checkpoint_dir"}
+# modules that present or orchestrate results but cannot change a measured number
+PRESENTATION_MODULES = {
+    "recrepro",
+    "recrepro.book",
+    "recrepro.catalog",
+    "recrepro.claims",
+    "recrepro.cli",
+    "recrepro.compare",
+    "recrepro.figures",
+    "recrepro.runner",
+}
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+def project_root() -> Path:
+    """The repository root: $RECREPRO_ROOT, else the nearest parent of the cwd holding notebooks/ and pyproject."""
+    env = os.environ.get("RECREPRO_ROOT")
+    if env:
+        return Path(env).resolve()
+    for d in [Path.cwd(), *Path.cwd().parents]:
+        if (d / "pyproject.toml").is_file() and (d / "notebooks").is_dir():
+            return d
+    raise RunFailed(
+        "cannot find the recrepro repository (a folder with pyproject.toml and notebooks/); "
+        "run from inside the checkout or set RECREPRO_ROOT"
+    )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def module_path(root: Path, module: str) -> Path:
+    """Source file of a recrepro module name (``recrepro.models.baselines`` -> src/recrepro/models/baselines.py)."""
+    base = root / "src" / Path(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def code_hash(root: Path, modules: list[str] | None) -> str:
+    """Hash of the package source a notebook used (all of it when the module list is unknown)."""
+    if modules:
+        paths = sorted({module_path(root, m) for m in modules if m not in PRESENTATION_MODULES})
+    else:
+        paths = sorted((root / "src" / "recrepro").rglob("*.py"))
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes() if path.exists() else b"<missing>")
+    return h.hexdigest()
+
+
+def data_fingerprint(stem: str, data_root: Path | None) -> dict[str, str]:
+    """Recorded checksums of the notebook's datasets (files are verified by the loaders when read)."""
+    out: dict[str, str] = {}
+    for name in notebook(stem).datasets:
+        for rel, sha in spec(name).files.items():
+            out[rel] = sha or "no checksum recorded"
+        if name == "ml-1m" and data_root is not None:
+            out["ml-1m ratings source"] = (
+                "official" if (data_root / ML1M_OFFICIAL_RATINGS).is_file() else "reconstructed"
+            )
+    return out
+
+
+def input_hash(
+    stem: str, parameters: dict[str, Any], root: Path, data_root: Path | None, modules: list[str] | None
+) -> tuple[str, dict[str, Any]]:
+    """The hash of everything that determines a notebook's numbers, and its parts."""
+    parts = {
+        "notebook": _sha256((root / "notebooks" / f"{stem}.py").read_bytes()),
+        "code": code_hash(root, modules),
+        "parameters": {k: v for k, v in sorted(parameters.items()) if k not in NON_INPUT_PARAMETERS},
+        "data": data_fingerprint(stem, data_root),
+    }
+    return _sha256(json.dumps(parts, sort_keys=True).encode()), parts
+
+
+def git_state(root: Path) -> dict[str, Any]:
+    """Commit and whether tracked files differ from it."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return {"commit": commit, "dirty": dirty}
+
+
+@dataclass
+class RunOutcome:
+    stem: str
+    profile: str
+    status: str  # "ran", "skipped (up to date)"
+    seconds: float
+    path: Path
+
+
+def _relative(path: Path, root: Path) -> str:
+    """Paths handed to notebooks are relative to the repository root, so no machine path reaches the book."""
+    return os.path.relpath(Path(path).resolve(), root)
+
+
+def run_notebook(
+    stem: str,
+    profile: str,
+    *,
+    device: str = "auto",
+    data_root: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    extra_parameters: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> RunOutcome:
+    """Execute ``notebooks/<stem>.py`` under ``profile`` and publish its results if it succeeds."""
+    import jupytext
+    import papermill as pm
+
+    from .data.registry import resolve_data_root
+
+    notebook(stem)  # validates the name
+    if profile not in ("smoke", "full"):
+        raise ValueError(f"unknown profile {profile!r}; choose smoke or full")
+    root = project_root()
+    droot = resolve_data_root(data_root)
+    params: dict[str, Any] = {"profile": profile, "device": device, "data_root": _relative(droot, root)}
+    params.update(extra_parameters or {})
+    final = run_dir(root / "results", stem, profile)
+    existing = load_run(root / "results", stem, profile)
+    if (
+        existing is not None
+        and not force
+        and (existing[1].get("input_hash") == input_hash(stem, params, root, droot, existing[1].get("code_modules"))[0])
+    ):
+        log(f"{stem} [{profile}]: up to date (inputs unchanged), skipped; use --force to re-run")
+        return RunOutcome(stem, profile, "skipped (up to date)", 0.0, final)
+
+    staging = final.with_name(f".{profile}.staging-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    checkpoint_dir = root / "results" / "checkpoints" / stem / profile
+    params.update(output_dir=_relative(staging, root), checkpoint_dir=_relative(checkpoint_dir, root))
+    nb_input = root / "build" / "nb-inputs" / f"{stem}.ipynb"
+    nb_input.parent.mkdir(parents=True, exist_ok=True)
+    nb = jupytext.read(root / "notebooks" / f"{stem}.py")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    jupytext.write(nb, nb_input)
+    executed = staging / f"{stem}.ipynb"
+    log(f"{stem} [{profile}]: running on device={device} ...")
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    cwd = os.getcwd()
+    os.chdir(root)  # papermill resolves paths against the process cwd
+    try:
+        pm.execute_notebook(
+            _relative(nb_input, root),
+            _relative(executed, root),
+            parameters=params,
+            kernel_name="python3",
+            cwd=".",
+            progress_bar=False,
+            log_output=False,
+        )
+    except Exception as err:
+        failed = root / "build" / "failed" / f"{stem}-{profile}.ipynb"
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        if executed.exists():
+            shutil.copy(executed, failed)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RunFailed(
+            f"{stem} [{profile}] failed: {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err) else ''}"
+            f"\nThe executed notebook with the error is at {failed}. Results already published were kept; finished "
+            f"units are checkpointed in {checkpoint_dir} and are reused when you re-run."
+        ) from err
+    finally:
+        os.chdir(cwd)
+    seconds = time.perf_counter() - t0
+    info_path = staging / "notebook_info.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info_path.unlink(missing_ok=True)
+    if not (staging / "metrics.csv").exists():
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RunFailed(f"{stem} [{profile}] ran but wrote no metrics.csv (the notebook must call RunRecorder.finish)")
+    digest, parts = input_hash(stem, params, root, droot, info.get("code_modules"))
+    provenance = {
+        **info,
+        **git_state(root),
+        "notebook": stem,
+        "profile": profile,
+        "parameters": {k: v for k, v in params.items() if k not in ("output_dir", "checkpoint_dir")},
+        "input_hash": digest,
+        "inputs": parts,
+        "wall_seconds": round(seconds, 1),
+        "started_utc": started.isoformat(timespec="seconds"),
+        "python_executable": os.path.basename(sys.executable),
+    }
+    atomic_write_json(staging / "provenance.json", provenance)
+    publish_run(staging, final)
+    log(f"{stem} [{profile}]: done in {seconds:.0f} s -> {_relative(final, root)}")
+    return RunOutcome(stem, profile, "ran", seconds, final)
+
+
+def run_many(stems: list[str], profile: str, *, jobs: int = 1, **kwargs: Any) -> list[RunOutcome]:
+    """Run several notebooks (``jobs`` at a time; each papermill kernel is its own process)."""
+    for stem in stems:
+        notebook(stem)
+    total = len(stems)
+    outcomes: list[RunOutcome] = []
+
+    def one(i_stem: tuple[int, str]) -> RunOutcome:
+        i, stem = i_stem
+        return run_notebook(stem, profile, log=lambda m, i=i: print(f"[{i}/{total}] {m}", flush=True), **kwargs)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        outcomes = list(pool.map(one, enumerate(stems, 1)))
+    return outcomes
+
+
+def is_stale(stem: str, profile: str, data_root: str | os.PathLike[str] | None = None) -> bool | None:
+    """True if a published run's inputs differ from the current ones; None if there is no such run."""
+    root = project_root()
+    existing = load_run(root / "results", stem, profile)
+    if existing is None:
+        return None
+    params = dict(existing[1].get("parameters", {}))
+    try:
+        from .data.registry import resolve_data_root
+
+        droot: Path | None = resolve_data_root(data_root)
+    except Exception:
+        droot = None
+    digest, _ = input_hash(stem, params, root, droot, existing[1].get("code_modules"))
+    return digest != existing[1].get("input_hash")
+
+
+ALL_NOTEBOOKS = list(NOTEBOOKS)
