@@ -68,17 +68,20 @@ def module_path(root: Path, module: str) -> Path:
     return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
 
 
-def code_hash(root: Path, modules: list[str] | None) -> str:
+def source_snapshot(root: Path) -> dict[str, str]:
+    """SHA-256 of every package source file, taken before a run (edits during a run must not leak in)."""
+    src = root / "src" / "recrepro"
+    return {p.relative_to(root).as_posix(): _sha256(p.read_bytes()) for p in sorted(src.rglob("*.py"))}
+
+
+def code_hash(root: Path, modules: list[str] | None, snapshot: dict[str, str] | None = None) -> str:
     """Hash of the package source a notebook used (all of it when the module list is unknown)."""
+    snap = snapshot if snapshot is not None else source_snapshot(root)
     if modules:
-        paths = sorted({module_path(root, m) for m in modules if m not in PRESENTATION_MODULES})
+        wanted = {module_path(root, m).relative_to(root).as_posix() for m in modules if m not in PRESENTATION_MODULES}
     else:
-        paths = sorted((root / "src" / "recrepro").rglob("*.py"))
-    h = hashlib.sha256()
-    for path in paths:
-        h.update(path.relative_to(root).as_posix().encode())
-        h.update(path.read_bytes() if path.exists() else b"<missing>")
-    return h.hexdigest()
+        wanted = set(snap)
+    return _sha256(json.dumps({p: snap.get(p, "<missing>") for p in sorted(wanted)}).encode())
 
 
 def data_fingerprint(stem: str, data_root: Path | None) -> dict[str, str]:
@@ -95,12 +98,18 @@ def data_fingerprint(stem: str, data_root: Path | None) -> dict[str, str]:
 
 
 def input_hash(
-    stem: str, parameters: dict[str, Any], root: Path, data_root: Path | None, modules: list[str] | None
+    stem: str,
+    parameters: dict[str, Any],
+    root: Path,
+    data_root: Path | None,
+    modules: list[str] | None,
+    snapshot: dict[str, str] | None = None,
+    notebook_sha: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The hash of everything that determines a notebook's numbers, and its parts."""
     parts = {
-        "notebook": _sha256((root / "notebooks" / f"{stem}.py").read_bytes()),
-        "code": code_hash(root, modules),
+        "notebook": notebook_sha or _sha256((root / "notebooks" / f"{stem}.py").read_bytes()),
+        "code": code_hash(root, modules, snapshot),
         "parameters": {k: v for k, v in sorted(parameters.items()) if k not in NON_INPUT_PARAMETERS},
         "data": data_fingerprint(stem, data_root),
     }
@@ -176,12 +185,15 @@ def run_notebook(
     params.update(output_dir=_relative(staging, root), checkpoint_dir=_relative(checkpoint_dir, root))
     nb_input = root / "build" / "nb-inputs" / f"{stem}.ipynb"
     nb_input.parent.mkdir(parents=True, exist_ok=True)
+    snapshot = source_snapshot(root)
+    notebook_sha = _sha256((root / "notebooks" / f"{stem}.py").read_bytes())
     nb = jupytext.read(root / "notebooks" / f"{stem}.py")
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     jupytext.write(nb, nb_input)
     executed = staging / f"{stem}.ipynb"
     log(f"{stem} [{profile}]: running on device={device} ...")
+    commit_state = git_state(root)  # the code that runs is the code at start
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     cwd = os.getcwd()
@@ -216,10 +228,10 @@ def run_notebook(
     if not (staging / "metrics.csv").exists():
         shutil.rmtree(staging, ignore_errors=True)
         raise RunFailed(f"{stem} [{profile}] ran but wrote no metrics.csv (the notebook must call RunRecorder.finish)")
-    digest, parts = input_hash(stem, params, root, droot, info.get("code_modules"))
+    digest, parts = input_hash(stem, params, root, droot, info.get("code_modules"), snapshot, notebook_sha)
     provenance = {
         **info,
-        **git_state(root),
+        **commit_state,
         "notebook": stem,
         "profile": profile,
         "parameters": {k: v for k, v in params.items() if k not in ("output_dir", "checkpoint_dir")},

@@ -19,6 +19,7 @@ from ..data import load_split
 from ..metrics import rmse
 from ..models.baselines import MEAN_BASELINES, BiasedMFConfig, fit_biased_mf, mean_baseline_predictions, tune_biased_mf
 from ..results import RunRecorder
+from . import resolve_seeds
 
 DATASETS = {"ml-100k/u1": "ML-100K", "douban": "Douban", "flixster": "Flixster", "yahoo_music": "YahooMusic"}
 VALID_FRACTION = 0.1
@@ -53,9 +54,9 @@ def run(
     recorder: RunRecorder, *, profile: str, device: str, data_root: str | None, seeds: list[int] | None = None
 ) -> dict[str, pd.DataFrame]:
     """Fill ``recorder`` with every number of the table; returns the tuning and learning-curve tables."""
-    prof = PROFILES[profile]
-    if seeds:
-        prof = replace(prof, seeds=tuple(seeds))
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    prof = replace(PROFILES[profile], seeds=resolve_seeds(PROFILES[profile].seeds, seeds))
     tuning, curves = [], []
     for ds in prof.datasets:
         split = load_split(ds, data_root=data_root)

@@ -1,0 +1,78 @@
+"""End to end: every notebook runs under the smoke profile through papermill, then the book builds with
+warnings as errors, and the CLI diffs the results against the papers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recrepro.book import build_book
+from recrepro.catalog import NOTEBOOKS
+from recrepro.cli import main
+from recrepro.results import load_run
+from recrepro.runner import RunFailed, run_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    out = {}
+    for stem in NOTEBOOKS:
+        run_notebook(stem, "smoke", device="cpu", data_root=data_root, force=True, log=lambda _: None)
+        loaded = load_run(ROOT / "results", stem, "smoke")
+        assert loaded is not None, f"{stem}: no published smoke run"
+        out[stem] = loaded[1]
+    return out
+
+
+def test_every_notebook_runs_under_smoke(smoke_runs: dict[str, dict]) -> None:
+    for stem, prov in smoke_runs.items():
+        assert prov["profile"] == "smoke"
+        assert prov["input_hash"] and prov["commit"]
+        assert prov["parameters"]["device"] == "cpu"
+        metrics = load_run(ROOT / "results", stem, "smoke")[0]
+        assert len(metrics) > 0 and metrics["value"].notna().all()
+        executed = json.loads((ROOT / "results" / "runs" / stem / "smoke" / f"{stem}.ipynb").read_text())
+        tags = [c.get("metadata", {}).get("tags", []) for c in executed["cells"]]
+        assert ["parameters"] in tags, f"{stem}: first code cell must be tagged 'parameters'"
+
+
+def test_unchanged_inputs_are_not_rerun(smoke_runs: dict[str, dict], data_root: Path) -> None:
+    stem = next(iter(smoke_runs))
+    outcome = run_notebook(stem, "smoke", device="cpu", data_root=data_root, log=lambda _: None)
+    assert outcome.status.startswith("skipped")
+
+
+def test_book_builds_with_warnings_as_errors(smoke_runs: dict[str, dict], data_root: Path) -> None:
+    assert build_book(data_root=str(data_root), run_missing=False) == 0
+    html = ROOT / "book" / "_build" / "html"
+    intro = (html / "generated" / "intro.html").read_text()
+    assert "recrepro v" in intro
+    for page in ("discrepancies", "data", "versions"):
+        assert (html / "generated" / f"{page}.html").exists()
+
+
+def test_cli_diff_formats(smoke_runs: dict[str, dict], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diff", "--format", "json", "--paper", "monti2017"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    statuses = {r["claim_id"]: r["status"] for r in rows}
+    assert statuses["monti2017-08"] in ("reproduced", "reduced budget: smoke profile only")
+    assert main(["diff", "--paper", "nope"]) == 2
+
+
+def test_failed_run_keeps_published_results(smoke_runs: dict[str, dict], data_root: Path, tmp_path: Path) -> None:
+    stem = next(iter(smoke_runs))
+    before = (ROOT / "results" / "runs" / stem / "smoke" / "metrics.csv").read_text()
+    with pytest.raises(RunFailed, match="Results already published were kept"):
+        run_notebook(stem, "smoke", device="cpu", data_root=data_root, force=True, log=lambda _: None,
+                     extra_parameters={"seeds": "not-a-list"})
+    assert (ROOT / "results" / "runs" / stem / "smoke" / "metrics.csv").read_text() == before
+
+
+def test_unknown_notebook_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "no_such_table"]) == 2
+    assert "valid notebooks" in capsys.readouterr().err
