@@ -98,6 +98,33 @@ def _predict(model: BiasedMF, data: Ratings, device: torch.device, lo: float, hi
     return pred.clamp(lo, hi).cpu().numpy()
 
 
+def train_one_epoch(
+    model: BiasedMF,
+    opt: torch.optim.Optimizer,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    ratings: torch.Tensor,
+    batch_size: int,
+    reg: float,
+    gen: torch.Generator,
+) -> float:
+    """One shuffled pass over the training ratings; returns the training RMSE seen during the pass."""
+    model.train()
+    n = len(ratings)
+    perm = torch.randperm(n, generator=gen).to(ratings.device)
+    total = 0.0
+    for start in range(0, n, batch_size):
+        idx = perm[start : start + batch_size]
+        pred, norms = model(users[idx], items[idx])
+        err = pred - ratings[idx]
+        loss = (err * err + reg * norms).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float((err * err).sum().detach())
+    return float(np.sqrt(total / n))
+
+
 def fit_biased_mf(
     split: RatingSplit,
     config: BiasedMFConfig = BiasedMFConfig(),
@@ -128,30 +155,18 @@ def fit_biased_mf(
         best_state, history, start_epoch = state["best_state"], state["history"], state["epoch"]
         gen.set_state(state["generator"])
     u_all, i_all, r_all = split.train.to_torch(dev)
-    n = len(split.train)
     t0 = time.perf_counter()
     epoch = start_epoch
     for epoch in range(start_epoch, config.max_epochs):
         if stopper.should_stop:
             break
-        model.train()
-        perm = torch.randperm(n, generator=gen).to(dev)
-        total = 0.0
-        for start in range(0, n, config.batch_size):
-            idx = perm[start : start + config.batch_size]
-            pred, norms = model(u_all[idx], i_all[idx])
-            err = pred - r_all[idx]
-            loss = (err * err + config.reg * norms).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float((err * err).sum().detach())
+        train_rmse = train_one_epoch(model, opt, u_all, i_all, r_all, config.batch_size, config.reg, gen)
         valid_rmse = rmse(_predict(model, split.valid, dev, lo, hi), split.valid.values)
         test_rmse = rmse(_predict(model, split.test, dev, lo, hi), split.test.values)  # curve only
         history.append(
             {
                 "epoch": epoch + 1,
-                "train_rmse": float(np.sqrt(total / n)),
+                "train_rmse": train_rmse,
                 "valid_rmse": valid_rmse,
                 "test_rmse": test_rmse,
             }
