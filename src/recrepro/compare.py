@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .catalog import NOTEBOOKS
+from .catalog import UNAVAILABLE_DATA
 
 TOLERANCE_RULE = (
     "reproduced when |ours - paper| <= max(1% of |paper|, half a unit in the paper's last printed digit, "
@@ -57,11 +57,8 @@ def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def _unavailable_reason(dataset_key: str) -> str | None:
-    for nb in NOTEBOOKS.values():
-        for ds, why in nb.unavailable.items():
-            if ds == dataset_key:
-                return f"not run: {why}"
-    return None
+    why = UNAVAILABLE_DATA.get(dataset_key)
+    return None if why is None else f"not run: {why}"
 
 
 def status_of(claim: pd.Series, ours: pd.Series | None) -> str:
