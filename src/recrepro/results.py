@@ -144,14 +144,24 @@ def run_dir(results_dir: Path, notebook: str, profile: str) -> Path:
 
 
 def publish_run(staging: Path, final: Path) -> None:
-    """Replace ``final`` by ``staging`` so that a reader never sees a half-written run."""
+    """Replace ``final`` by ``staging`` so that a reader never sees a half-written run.
+
+    The old run is moved aside first and put back if the new one cannot be moved in.
+    """
+    if not Path(staging).is_dir():
+        raise FileNotFoundError(f"staging folder {staging} does not exist; nothing to publish, {final} kept")
     final.parent.mkdir(parents=True, exist_ok=True)
     backup = final.with_name(f".{final.name}.old")
     if backup.exists():
         shutil.rmtree(backup)
     if final.exists():
         os.replace(final, backup)
-    os.replace(staging, final)
+    try:
+        os.replace(staging, final)
+    except OSError:
+        if backup.exists():
+            os.replace(backup, final)
+        raise
     if backup.exists():
         shutil.rmtree(backup)
 

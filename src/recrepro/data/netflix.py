@@ -43,7 +43,7 @@ def read_netflix_ratings(
                 movies.append(movie)
                 ratings.append(float(rating))
                 dates.append(date)
-        ts = pd.to_datetime(pd.Series(dates), format="%Y-%m-%d").astype("int64") // 10**9
+        ts = pd.to_datetime(pd.Series(dates), format="%Y-%m-%d").astype("datetime64[s]").astype("int64")
         frames.append(
             pd.DataFrame(
                 {

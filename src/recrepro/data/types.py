@@ -143,11 +143,10 @@ class LeaveOneOut:
             raise ValueError("a user would be left with no training interaction; cannot carve a validation item")
         valid_items = np.full(self.n_users, -1, dtype=np.int64)
         valid_items[tr.users[held]] = tr.items[held]
-        seen = tr.to_csr().astype(bool).tolil()
-        for u, it in enumerate(self.test_items):
-            if it >= 0:
-                seen[u, it] = True
-        seen = seen.tocsr()
+        has_test = self.test_items >= 0
+        rows = np.concatenate([tr.users, np.nonzero(has_test)[0]])
+        cols = np.concatenate([tr.items, self.test_items[has_test]])
+        seen = sp.csr_matrix((np.ones(len(rows), dtype=bool), (rows, cols)), shape=(self.n_users, self.n_items))
         negatives = np.empty((self.n_users, n_neg), dtype=np.int64)
         for u in range(self.n_users):
             banned = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
