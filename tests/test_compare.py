@@ -1,0 +1,156 @@
+"""Paper vs ours: every status of the tolerance rule, on small hand-made claims and metrics frames."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recrepro.catalog import UNAVAILABLE_DATA
+from recrepro.claims import CLAIM_COLUMNS, load_claims
+from recrepro.compare import NOT_IMPLEMENTED, diff, printed_half_unit, render, summarise, tolerance
+
+# claim_id, dataset_key, method_key, metric_key, printed value, lower_is_better
+CLAIMS = [
+    ("c-rep", "d1", "m-rep", "rmse", "0.929", "true"),
+    ("c-lo-better", "d1", "m-lo-better", "rmse", "0.929", "true"),
+    ("c-lo-worse", "d1", "m-lo-worse", "rmse", "0.929", "true"),
+    ("c-hi-better", "d1", "m-hi-better", "hr@10", "0.700", "false"),
+    ("c-hi-worse", "d1", "m-hi-worse", "hr@10", "0.700", "false"),
+    ("c-smoke", "d2", "m-smoke", "rmse", "0.929", "true"),
+    ("c-budget", "d1", "m-budget", "rmse", "0.929", "true"),
+    ("c-none", "d1", "m-none", "rmse", "0.929", "true"),
+    ("c-unavailable", "ml-20m/loo", "lrml", "hr@10", "0.80", "false"),
+    ("c-nopaper", "d1", "m-nopaper", "rmse", "", "true"),
+    ("c-std", "d1", "m-std", "rmse", "0.90", "true"),
+]
+EXPECTED = {
+    "c-rep": "reproduced",
+    "c-lo-better": "not reproduced (ours better)",
+    "c-lo-worse": "not reproduced (ours worse)",
+    "c-hi-better": "not reproduced (ours better)",
+    "c-hi-worse": "not reproduced (ours worse)",
+    "c-smoke": "reduced budget: smoke profile only",
+    "c-budget": "reduced budget: 20 of 200 epochs",
+    "c-none": NOT_IMPLEMENTED,
+    "c-unavailable": f"not run: {UNAVAILABLE_DATA['ml-20m/loo']}",
+    "c-nopaper": "no paper value (not recovered)",
+    "c-std": "reproduced",
+}
+
+
+@pytest.fixture
+def claims(tmp_path: Path) -> pd.DataFrame:
+    rows = []
+    for cid, ds, method, metric, value, lower in CLAIMS:
+        row = {c: "" for c in CLAIM_COLUMNS}
+        row.update(
+            claim_id=cid,
+            paper="monti2017",
+            table="T1",
+            dataset=ds,
+            metric=metric,
+            method=method,
+            is_paper_method="false",
+            value=value,
+            source_note="VERIFIED-PWC (test)",
+            kind="paper",
+            dataset_key=ds,
+            method_key=method,
+            metric_key=metric,
+            lower_is_better=lower,
+        )
+        rows.append(row)
+    path = tmp_path / "claims.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return load_claims(path)
+
+
+def metrics_frame() -> pd.DataFrame:
+    def row(ds: str, method: str, metric: str, value: float, seed: int = 0, profile: str = "full", budget: str = ""):
+        return dict(dataset=ds, method=method, metric=metric, seed=seed, value=value, profile=profile, budget=budget)
+
+    return pd.DataFrame(
+        [
+            row("d1", "m-rep", "rmse", 0.935),  # |Δ| = 0.006 <= 1% of 0.929 = 0.00929
+            row("d1", "m-lo-better", "rmse", 0.90),  # Δ = -0.029, lower is better
+            row("d1", "m-lo-worse", "rmse", 0.96),
+            row("d1", "m-hi-better", "hr@10", 0.75),  # Δ = +0.05, higher is better
+            row("d1", "m-hi-worse", "hr@10", 0.65),
+            row("d2", "m-smoke", "rmse", 0.929, profile="smoke"),  # equal value, but only a smoke run
+            row("d1", "m-budget", "rmse", 0.929, budget="reduced: 20 of 200 epochs"),
+            row("d1", "m-nopaper", "rmse", 1.0),
+            # mean 0.93, std 0.02 over three seeds: |Δ| = 0.03 > 1% (0.009) but <= 2 std (0.04)
+            row("d1", "m-std", "rmse", 0.91, seed=0),
+            row("d1", "m-std", "rmse", 0.93, seed=1),
+            row("d1", "m-std", "rmse", 0.95, seed=2),
+        ]
+    )
+
+
+def test_statuses(claims: pd.DataFrame) -> None:
+    out = diff(claims, metrics_frame()).set_index("claim_id")
+    assert out["status"].to_dict() == EXPECTED
+    assert out.loc["c-std", "n_seeds"] == 3
+    assert out.loc["c-std", "ours_mean"] == pytest.approx(0.93)
+    assert out.loc["c-std", "tolerance"] == pytest.approx(0.04)
+    assert out.loc["c-lo-better", "abs_delta"] == pytest.approx(-0.029)
+    assert out.loc["c-lo-better", "rel_delta"] == pytest.approx(-0.029 / 0.929)
+    assert pd.isna(out.loc["c-none", "ours_mean"]) and out.loc["c-none", "n_seeds"] == 0
+    assert pd.isna(out.loc["c-nopaper", "abs_delta"])
+
+
+def test_diff_filters_by_paper(claims: pd.DataFrame) -> None:
+    assert len(diff(claims, metrics_frame(), paper="monti2017")) == len(claims)
+    with pytest.raises(KeyError, match="unknown paper"):
+        diff(claims, metrics_frame(), paper="nobody2020")
+
+
+def test_no_metrics_at_all(claims: pd.DataFrame) -> None:
+    out = diff(claims, pd.DataFrame(columns=["dataset", "method", "metric", "seed", "value"]))
+    assert out["status"].str.startswith("not run: ").all()
+
+
+def test_printed_half_unit() -> None:
+    assert printed_half_unit("0.91") == 0.005
+    assert printed_half_unit("22.4149") == pytest.approx(0.00005)
+    assert printed_half_unit("20") == 0.5
+    assert printed_half_unit(" 0.929 ") == pytest.approx(0.0005)
+
+
+def test_tolerance_is_the_max_of_three_terms() -> None:
+    assert tolerance("0.91", 0.91, 0.0) == pytest.approx(0.0091)  # 1% beats half a unit (0.005)
+    assert tolerance("0.9", 0.9, 0.0) == pytest.approx(0.05)  # half a unit beats 1% (0.009)
+    assert tolerance("20", 20.0, 0.0) == pytest.approx(0.5)
+    assert tolerance("0.929", 0.929, 0.01) == pytest.approx(0.02)  # 2 std
+    assert tolerance("0.929", 0.929, float("nan")) == pytest.approx(0.00929)  # one seed: no std term
+    assert tolerance("-0.50", -0.5, 0.0) == pytest.approx(0.005)  # |paper| for negative values
+
+
+def test_summarise_formats_mean_and_std() -> None:
+    s = summarise(metrics_frame()).set_index("method")
+    assert s.loc["m-std", "ours"] == "0.9300 ± 0.0200 (n=3)"
+    assert s.loc["m-rep", "ours"] == "0.9350"
+    assert s.loc["m-rep", "std"] == 0.0
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "csv", "json"])
+def test_render_formats(claims: pd.DataFrame, fmt: str) -> None:
+    out = render(diff(claims, metrics_frame()), fmt)
+    assert "c-lo-better" in out and "not reproduced (ours better)" in out
+    if fmt == "json":
+        records = json.loads(out)
+        assert len(records) == len(claims) and {r["claim_id"] for r in records} == {c[0] for c in CLAIMS}
+    if fmt == "markdown":
+        assert out.splitlines()[1].startswith("|")
+        assert "-3.1%" in out  # relative delta of c-lo-better (-0.029 / 0.929), as a percentage
+    if fmt == "csv":
+        assert pd.read_csv(io.StringIO(out))["claim_id"].tolist() == [c[0] for c in CLAIMS]
+
+
+def test_render_rejects_unknown_format(claims: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="unknown format 'html'"):
+        render(diff(claims, metrics_frame()), "html")

@@ -1,0 +1,164 @@
+"""Run outputs: the recorder, checkpointed units, atomic writes and publishing, and the runner's input hash."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recrepro.results import RunRecorder, atomic_write_json, atomic_write_text, load_run, publish_run, run_dir
+from recrepro.runner import code_hash, input_hash
+
+MODULES = ["recrepro.models.baselines", "recrepro.metrics", "recrepro.data.types", "recrepro.training"]
+
+
+def test_finish_writes_metrics_and_info(tmp_path: Path) -> None:
+    rec = RunRecorder("baselines_rating", "smoke", tmp_path / "out")
+    rec.add("ml-100k/u1", "global-mean", "rmse", 1.1537)
+    rec.add("ml-100k/u1", "biased-mf", "rmse", 0.93, seed=3, budget="reduced: 5 epochs")
+    df = rec.finish(code_modules=MODULES)
+    written = pd.read_csv(tmp_path / "out" / "metrics.csv", keep_default_na=False)
+    assert written[["dataset", "method", "metric", "seed"]].values.tolist() == [
+        ["ml-100k/u1", "global-mean", "rmse", -1],
+        ["ml-100k/u1", "biased-mf", "rmse", 3],
+    ]
+    assert written["value"].tolist() == [1.1537, 0.93]
+    assert written["budget"].tolist() == ["", "reduced: 5 epochs"]
+    assert len(df) == 2
+    info = json.loads((tmp_path / "out" / "notebook_info.json").read_text())
+    assert info["notebook"] == "baselines_rating" and info["profile"] == "smoke"
+    assert info["code_modules"] == MODULES and "torch" in info["versions"]
+
+
+def test_finish_refuses_an_empty_run(tmp_path: Path) -> None:
+    rec = RunRecorder("baselines_rating", "full", tmp_path)
+    with pytest.raises(RuntimeError, match="recorded no metrics"):
+        rec.finish()
+    assert not (tmp_path / "metrics.csv").exists() and not (tmp_path / "notebook_info.json").exists()
+
+
+def test_unknown_profile(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown profile"):
+        RunRecorder("baselines_rating", "medium", tmp_path)
+
+
+def test_cached_survives_an_interruption(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def compute() -> dict[str, float]:
+        calls.append("ran")
+        return {"rmse": 0.9123, "epochs": 7}
+
+    first = RunRecorder("nb", "full", tmp_path / "staging-1", checkpoint_dir=tmp_path / "ckpt")
+    assert first.cached("fold-1", compute) == {"rmse": 0.9123, "epochs": 7}
+    assert first.cached("fold-1", compute) == {"rmse": 0.9123, "epochs": 7}
+    assert calls == ["ran"]
+    # the process dies here (no finish); a new run with the same checkpoint folder reuses the unit
+    second = RunRecorder("nb", "full", tmp_path / "staging-2", checkpoint_dir=tmp_path / "ckpt")
+
+    def must_not_run() -> dict[str, float]:
+        raise AssertionError("a finished unit was recomputed")
+
+    assert second.cached("fold-1", must_not_run) == {"rmse": 0.9123, "epochs": 7}
+    assert second.cached("fold-2", lambda: {"rmse": 1.0}) == {"rmse": 1.0}  # other units still computed
+    assert second.checkpoint_path("fold-1") == tmp_path / "ckpt" / "fold-1.pt"
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["fold-1.json", "fold-2.json"]
+
+
+def test_cached_without_checkpoint_dir_always_computes(tmp_path: Path) -> None:
+    rec = RunRecorder("nb", "smoke", tmp_path)
+    calls: list[int] = []
+    for _ in range(2):
+        rec.cached("unit", lambda: calls.append(1) or {"x": 1})
+    assert len(calls) == 2 and rec.checkpoint_path("unit") is None
+
+
+def _write_run(folder: Path, value: float) -> None:
+    folder.mkdir(parents=True)
+    (folder / "metrics.csv").write_text(f"dataset,method,metric,seed,value\nd,m,rmse,0,{value}\n")
+    atomic_write_json(folder / "provenance.json", {"input_hash": f"h{value}"})
+
+
+def test_publish_run_replaces_the_old_run(tmp_path: Path) -> None:
+    final = run_dir(tmp_path, "nb", "full")
+    _write_run(final, 1.0)
+    staging = final.with_name(".full.staging-1")
+    _write_run(staging, 2.0)
+    publish_run(staging, final)
+    metrics, prov = load_run(tmp_path, "nb", "full")
+    assert metrics["value"].tolist() == [2.0] and prov["input_hash"] == "h2.0"
+    assert sorted(p.name for p in final.parent.iterdir()) == ["full"]  # no staging, no backup left
+
+
+def test_failed_run_leaves_the_published_one_intact(tmp_path: Path) -> None:
+    """The runner's failure path: the staging folder is written, the run fails, staging is dropped unpublished."""
+    final = run_dir(tmp_path, "nb", "full")
+    _write_run(final, 1.0)
+    staging = final.with_name(".full.staging-1")
+    staging.mkdir()
+    (staging / "metrics.csv").write_text("dataset,method,metric,seed,value\nd,m,rmse,0,")  # half written
+    shutil.rmtree(staging)  # what run_notebook does when the notebook raises
+    metrics, prov = load_run(tmp_path, "nb", "full")
+    assert metrics["value"].tolist() == [1.0] and prov["input_hash"] == "h1.0"
+
+
+def test_publish_of_a_missing_staging_keeps_the_old_run(tmp_path: Path) -> None:
+    final = run_dir(tmp_path, "nb", "full")
+    _write_run(final, 1.0)
+    with pytest.raises(FileNotFoundError):
+        publish_run(final.with_name(".full.staging-404"), final)
+    assert load_run(tmp_path, "nb", "full") is not None
+
+
+def test_atomic_write_text_leaves_no_temporary_files(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "a.txt"
+    atomic_write_text(target, "one\n")
+    atomic_write_text(target, "two\n")
+    assert target.read_text() == "two\n"
+    assert [p.name for p in target.parent.iterdir()] == ["a.txt"]
+    with pytest.raises(TypeError):
+        atomic_write_text(target, 123)  # type: ignore[arg-type]  # fails while writing the temporary file
+    assert target.read_text() == "two\n"  # the old content survives a failed write
+    assert [p.name for p in target.parent.iterdir()] == ["a.txt"]
+
+
+def test_input_hash_tracks_parameters_not_device_or_paths(repo_root: Path, tmp_path: Path) -> None:
+    params = {"profile": "smoke", "seeds": [0, 1, 2], "device": "cpu", "data_root": "../shared/data"}
+
+    def digest(p: dict, data_root: Path | None = None, modules: list[str] = MODULES) -> str:
+        value, _ = input_hash(
+            stem="baselines_rating", parameters=p, root=repo_root, data_root=data_root, modules=modules
+        )
+        return value
+
+    base = digest(params)
+    assert digest(params) == base  # deterministic
+    assert digest({**params, "seeds": [0, 1]}) != base
+    assert digest({**params, "profile": "full"}) != base
+    assert digest({**params, "extra": 1}) != base
+    assert digest({**params, "device": "cuda"}) == base
+    assert digest({**params, "data_root": "/elsewhere/data"}) == base
+    assert digest({**params, "output_dir": "x", "checkpoint_dir": "y"}) == base
+    assert digest(params, data_root=tmp_path) == base  # where the data lives is not an input
+    assert digest(params, modules=[*MODULES, "recrepro.compare", "recrepro.book"]) == base  # presentation only
+    assert digest(params, modules=MODULES[:2]) != base  # a different set of code modules
+    _, parts = input_hash("baselines_rating", params, repo_root, None, MODULES)
+    assert "device" not in parts["parameters"] and "data_root" not in parts["parameters"]
+    assert "ml-100k/u1.base" in parts["data"]  # recorded checksums of the notebook's datasets
+
+
+def test_code_hash_changes_with_the_source(repo_root: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "repo"
+    for rel in ["notebooks/baselines_rating.py", *(f"src/{m.replace('.', '/')}.py" for m in MODULES)]:
+        (fake / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(repo_root / rel, fake / rel)
+    before = code_hash(fake, MODULES)
+    assert before == code_hash(repo_root, MODULES)  # only the files' paths and bytes count
+    path = fake / "src/recrepro/metrics.py"
+    path.write_text(path.read_text() + "\n# a change\n")
+    assert code_hash(fake, MODULES) != before
+    h_before = input_hash("baselines_rating", {"profile": "smoke"}, repo_root, None, MODULES)[0]
+    assert input_hash("baselines_rating", {"profile": "smoke"}, fake, None, MODULES)[0] != h_before
