@@ -68,8 +68,15 @@ def test_failed_run_keeps_published_results(smoke_runs: dict[str, dict], data_ro
     stem = next(iter(smoke_runs))
     before = (ROOT / "results" / "runs" / stem / "smoke" / "metrics.csv").read_text()
     with pytest.raises(RunFailed, match="Results already published were kept"):
-        run_notebook(stem, "smoke", device="cpu", data_root=data_root, force=True, log=lambda _: None,
-                     extra_parameters={"seeds": "not-a-list"})
+        run_notebook(
+            stem,
+            "smoke",
+            device="cpu",
+            data_root=data_root,
+            force=True,
+            log=lambda _: None,
+            extra_parameters={"seeds": "not-a-list"},
+        )
     assert (ROOT / "results" / "runs" / stem / "smoke" / "metrics.csv").read_text() == before
 
 

@@ -77,7 +77,7 @@ def _provenance_line(stem: str, st: dict) -> str:
 
 
 def _status_counts(d: pd.DataFrame) -> pd.DataFrame:
-    d = d.assign(status_group=d["status"].str.split(":").str[0].str.split(" \\(").str[0])
+    d = d.assign(status_group=d["status"].str.split(" \\(").str[0])
     return d.groupby(["paper", "status_group"]).size().unstack(fill_value=0).reset_index()
 
 
