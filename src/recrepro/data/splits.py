@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .types import LeaveOneOut, Ratings, RatingSplit
+from .types import LeaveOneOut, Ratings, RatingSplit, sample_negatives
 
 
 def index_ids(*frames: pd.DataFrame) -> tuple[dict[int, int], dict[int, int]]:
@@ -72,10 +72,5 @@ def latest_leave_one_out(
     test_items = np.full(r.n_users, -1, dtype=np.int64)
     test_items[r.users[test_rows]] = r.items[test_rows]
     rng = np.random.default_rng(seed)
-    seen = r.to_csr().tocsr()
-    negatives = np.empty((r.n_users, n_negatives), dtype=np.int64)
-    for u in range(r.n_users):
-        banned = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
-        pool = np.setdiff1d(np.arange(r.n_items), banned)
-        negatives[u] = rng.choice(pool, size=n_negatives, replace=len(pool) < n_negatives)
+    negatives = sample_negatives(r.to_csr(), n_negatives, rng)
     return LeaveOneOut(name, r.take(keep), test_items, negatives, {**notes, "negatives_seed": str(seed)})

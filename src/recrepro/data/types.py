@@ -14,6 +14,18 @@ import scipy.sparse as sp
 import torch
 
 
+def sample_negatives(seen: sp.csr_matrix, n_negatives: int, rng: np.random.Generator) -> np.ndarray:
+    """Per row of ``seen`` (users x items, nonzero = interacted), ``n_negatives`` items drawn uniformly from the
+    items the user never interacted with (with replacement only if there are too few)."""
+    n_users, n_items = seen.shape
+    negatives = np.empty((n_users, n_negatives), dtype=np.int64)
+    for u in range(n_users):
+        banned = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
+        pool = np.setdiff1d(np.arange(n_items), banned)
+        negatives[u] = rng.choice(pool, size=n_negatives, replace=len(pool) < n_negatives)
+    return negatives
+
+
 @dataclass(frozen=True)
 class Ratings:
     """Observed entries of a users x items matrix (0-based ids, float32 values).
@@ -147,9 +159,5 @@ class LeaveOneOut:
         rows = np.concatenate([tr.users, np.nonzero(has_test)[0]])
         cols = np.concatenate([tr.items, self.test_items[has_test]])
         seen = sp.csr_matrix((np.ones(len(rows), dtype=bool), (rows, cols)), shape=(self.n_users, self.n_items))
-        negatives = np.empty((self.n_users, n_neg), dtype=np.int64)
-        for u in range(self.n_users):
-            banned = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
-            pool = np.setdiff1d(np.arange(self.n_items), banned, assume_unique=False)
-            negatives[u] = rng.choice(pool, size=n_neg, replace=len(pool) < n_neg)
+        negatives = sample_negatives(seen, n_neg, rng)
         return LeaveOneOut(f"{self.name}/validation", tr.take(keep), valid_items, negatives, {"carved_from": "train"})
