@@ -280,9 +280,15 @@ def build_book(
                 "",
                 f"*{version_line}*",
                 "",
-                "## Runs",
+                "## Runs shown",
                 "",
                 _md_table(pd.DataFrame(runs)),
+                "",
+                "## How the committed results changed",
+                "",
+                "Every commit that changed a committed (full-profile) result, newest first:",
+                "",
+                _md_table(_results_history(root)),
                 "",
                 changelog.replace("# Changelog", "## Changelog", 1),
             ]
@@ -312,6 +318,23 @@ def build_book(
     cmd = [str(exe), "build", "-W", "-n", "--keep-going", str(book)]
     print("building the book:", " ".join(cmd[1:]), flush=True)
     return subprocess.run(cmd, cwd=root).returncode
+
+
+def _results_history(root: Path) -> pd.DataFrame:
+    """Commits that touched committed metrics, from git (empty outside a git checkout)."""
+    cmd = ["git", "log", "--date=short", "--format=%h\t%ad\t%s", "--name-only", "--", "results/runs/*/full/metrics.csv"]
+    try:
+        out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return pd.DataFrame()
+    rows, current = [], None
+    for line in out.splitlines():
+        if "\t" in line:
+            commit, date, subject = line.split("\t", 2)
+            current = {"commit": commit, "date": date, "message": subject}
+        elif line.strip() and current is not None:
+            rows.append({**current, "table": line.split("/")[2]})
+    return pd.DataFrame(rows)
 
 
 def _baselines_section(claims: pd.DataFrame, metrics: pd.DataFrame) -> list[str]:
