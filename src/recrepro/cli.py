@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+
 from .catalog import NOTEBOOKS
 from .data.registry import DATASETS, ENV_VAR, DataError
 
@@ -18,7 +20,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown notebook(s) {unknown}; valid notebooks: {', '.join(NOTEBOOKS)}", file=sys.stderr)
         return 2
-    run_many(stems, args.profile, jobs=args.jobs, device=args.device, data_root=args.data_root, force=args.force)
+    extra = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"--param expects NAME=VALUE (YAML value), got {item!r}", file=sys.stderr)
+            return 2
+        extra[name] = yaml.safe_load(value)
+    run_many(
+        stems,
+        args.profile,
+        jobs=args.jobs,
+        device=args.device,
+        data_root=args.data_root,
+        force=args.force,
+        extra_parameters=extra,
+    )
     return 0
 
 
@@ -77,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-root", default=None, help=data_root_help)
     r.add_argument("--force", action="store_true", help="re-run even if the inputs are unchanged")
     r.add_argument("--jobs", type=int, default=1, help="notebooks run at the same time")
+    r.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra notebook parameter, value parsed as YAML (e.g. -p 'seeds=[0, 1]' -p max_epochs=100)",
+    )
     r.set_defaults(func=_cmd_run)
 
     d = sub.add_parser("diff", help="paper vs ours for every claim, with computed status")

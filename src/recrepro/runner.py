@@ -181,12 +181,14 @@ def run_notebook(
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    checkpoint_dir = root / "results" / "checkpoints" / stem / profile
+    snapshot = source_snapshot(root)
+    notebook_sha = _sha256((root / "notebooks" / f"{stem}.py").read_bytes())
+    # finished units are reused only by a run with exactly the same code, notebook and parameters
+    resume_key = input_hash(stem, params, root, droot, None, snapshot, notebook_sha)[0][:12]
+    checkpoint_dir = root / "results" / "checkpoints" / stem / f"{profile}-{resume_key}"
     params.update(output_dir=_relative(staging, root), checkpoint_dir=_relative(checkpoint_dir, root))
     nb_input = root / "build" / "nb-inputs" / f"{stem}.ipynb"
     nb_input.parent.mkdir(parents=True, exist_ok=True)
-    snapshot = source_snapshot(root)
-    notebook_sha = _sha256((root / "notebooks" / f"{stem}.py").read_bytes())
     nb = jupytext.read(root / "notebooks" / f"{stem}.py")
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
