@@ -65,11 +65,10 @@ def status_of(claim: pd.Series, ours: pd.Series | None) -> str:
     """The computed status of one claim given our summary row (or None)."""
     if ours is None:
         return _unavailable_reason(claim["dataset_key"]) or NOT_IMPLEMENTED
+    if ours.get("profile", "full") != "full":
+        return "reduced budget: smoke profile only"
     if math.isnan(claim["value_num"]):
         return "no paper value (not recovered)"
-    profile = ours.get("profile", "full")
-    if profile != "full":
-        return "reduced budget: smoke profile only"
     budget = ours.get("budget", "")
     if isinstance(budget, str) and budget.startswith("reduced"):
         return f"reduced budget: {budget.removeprefix('reduced').lstrip(': ')}"
@@ -144,9 +143,9 @@ def comparison_table(metrics: pd.DataFrame, profile: str, claims_path: str = "re
     keys = set(zip(metrics["dataset"], metrics["method"], metrics["metric"], strict=True))
     claim_keys = zip(claims["dataset_key"], claims["method_key"], claims["metric_key"], strict=True)
     matched = claims[[k in keys for k in claim_keys]]
-    out = diff(matched, metrics.assign(profile=profile))
     cols = ["claim_id", "dataset", "method", "metric", "paper_value", "source", "ours", "abs_delta", "status"]
-    return out[cols]
+    out = diff(matched, metrics.assign(profile=profile))
+    return out[cols] if len(out) else pd.DataFrame(columns=cols)
 
 
 def render(df: pd.DataFrame, fmt: str) -> str:
