@@ -730,8 +730,8 @@ def predict_ratings(
     dev = next(model.parameters()).device
     classes = model.rating_values.cpu().numpy().astype(np.float64)
     cls = values_to_classes(observed.values, classes, value_mapping, source_range)
-    qu = torch.as_tensor(np.asarray(query_users, dtype=np.int64), device=dev)
-    qi = torch.as_tensor(np.asarray(query_items, dtype=np.int64), device=dev)
+    qu = torch.tensor(np.asarray(query_users, dtype=np.int64), device=dev)  # a copy: inputs may be read-only
+    qi = torch.tensor(np.asarray(query_items, dtype=np.int64), device=dev)
     if qu.numel() and (int(qu.max()) >= observed.n_users or int(qi.max()) >= observed.n_items):
         raise ValueError("query ids out of range of the observed matrix")
     u, i, _ = observed.to_torch(dev)
