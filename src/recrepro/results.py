@@ -134,7 +134,13 @@ class RunRecorder:
         atomic_write_text(self.output_dir / "metrics.csv", df.to_csv(index=False))
         atomic_write_json(
             self.output_dir / "notebook_info.json",
-            {"notebook": self.notebook, "profile": self.profile, "versions": package_versions(), **self.info},
+            {
+                "notebook": self.notebook,
+                "profile": self.profile,
+                "versions": package_versions(),
+                "code_modules": loaded_modules(),
+                **self.info,
+            },
         )
         return df
 

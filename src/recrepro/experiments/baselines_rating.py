@@ -37,9 +37,10 @@ class Profile:
 PROFILES = {
     "full": Profile(
         seeds=(0, 1, 2, 3, 4),
-        grid={"n_factors": [8, 32, 128], "reg": [0.03, 0.1, 0.2], "lr": [0.001, 0.005]},
-        max_epochs=200,
-        note="18-trial grid (factors x lambda x learning rate), early stopping (patience 8), 5 seeds",
+        grid={"n_factors": [8, 32, 128], "reg": [0.03, 0.1, 0.3], "lr": [0.001, 0.005]},
+        max_epochs=400,
+        note="18-trial grid (factors x lambda x learning rate), at most 400 epochs with early stopping "
+        "(patience 8), 5 seeds",
     ),
     "smoke": Profile(
         seeds=(0,),

@@ -4,7 +4,9 @@ Objective: predict r_ui on the dataset's scale. The mean baselines are closed fo
 (Monti et al. 2017, Table 4 rows "Global mean", "User mean", "Movie mean"). The biased matrix factorisation is
 Koren, Bell & Volinsky (2009), eq. 4/5 of that paper: r̂_ui = μ + b_u + b_i + p_uᵀq_i, minimising squared
 error plus λ(‖p_u‖² + ‖q_i‖² + b_u² + b_i²) per observed rating; trained here with minibatch Adam and early
-stopping on a validation split carved from the training data (test never used for a decision).
+stopping on a validation split carved from the training data (test never used for a decision). Ratings are
+modelled in units of (max − min)/4 (our choice), so λ and the step size mean the same on a 1–5, a 0.5–5 and a
+1–100 scale and one grid serves every dataset.
 """
 
 from __future__ import annotations
@@ -68,8 +70,15 @@ class BiasedMFConfig:
     checkpoint_every: int = 5
 
 
+def rating_unit(lo: float, hi: float) -> float:
+    """The unit biased MF models ratings in: a 4-step range (1–5) maps to 1."""
+    return (hi - lo) / 4.0 if hi > lo else 1.0
+
+
 class BiasedMF(torch.nn.Module):
-    def __init__(self, n_users: int, n_items: int, n_factors: int, global_mean: float, init_std: float) -> None:
+    def __init__(
+        self, n_users: int, n_items: int, n_factors: int, global_mean: float, init_std: float, scale: float = 1.0
+    ) -> None:
         super().__init__()
         self.user_factors = torch.nn.Embedding(n_users, n_factors)
         self.item_factors = torch.nn.Embedding(n_items, n_factors)
@@ -80,6 +89,7 @@ class BiasedMF(torch.nn.Module):
         torch.nn.init.zeros_(self.user_bias.weight)
         torch.nn.init.zeros_(self.item_bias.weight)
         self.register_buffer("global_mean", torch.tensor(float(global_mean)))
+        self.register_buffer("scale", torch.tensor(float(scale)))  # ratings are modelled in units of `scale`
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictions and the per-example squared norm of the parameters they touch (for λ)."""
@@ -95,7 +105,7 @@ def _predict(model: BiasedMF, data: Ratings, device: torch.device, lo: float, hi
     with torch.no_grad():
         u, i, _ = data.to_torch(device)
         pred, _ = model(u, i)
-    return pred.clamp(lo, hi).cpu().numpy()
+    return (pred * model.scale).clamp(lo, hi).cpu().numpy()
 
 
 def train_one_epoch(
@@ -139,8 +149,9 @@ def fit_biased_mf(
     dev = resolve_device(device)
     gen = seed_everything(seed)
     lo, hi = split.rating_range
+    scale = rating_unit(lo, hi)
     model = BiasedMF(
-        split.n_users, split.n_items, config.n_factors, float(split.train.values.mean()), config.init_std
+        split.n_users, split.n_items, config.n_factors, float(split.train.values.mean()) / scale, config.init_std, scale
     ).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     stopper = EarlyStopping(config.patience)
@@ -155,12 +166,13 @@ def fit_biased_mf(
         best_state, history, start_epoch = state["best_state"], state["history"], state["epoch"]
         gen.set_state(state["generator"])
     u_all, i_all, r_all = split.train.to_torch(dev)
+    r_all = r_all / scale
     t0 = time.perf_counter()
     epoch = start_epoch
     for epoch in range(start_epoch, config.max_epochs):
         if stopper.should_stop:
             break
-        train_rmse = train_one_epoch(model, opt, u_all, i_all, r_all, config.batch_size, config.reg, gen)
+        train_rmse = scale * train_one_epoch(model, opt, u_all, i_all, r_all, config.batch_size, config.reg, gen)
         valid_rmse = rmse(_predict(model, split.valid, dev, lo, hi), split.valid.values)
         test_rmse = rmse(_predict(model, split.test, dev, lo, hi), split.test.values)  # curve only
         history.append(
