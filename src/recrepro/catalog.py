@@ -78,6 +78,50 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             title="Simple baselines on ML-100K u1 and Monti's Douban, Flixster, YahooMusic splits",
             datasets=("ml-100k", "douban", "flixster", "yahoo_music"),
         ),
+        NotebookSpec(
+            stem="hartford2018_t1_ml100k",
+            paper="hartford2018",
+            title="Self-supervised exchangeable model and factorized EAE on ML-100K u1 (RMSE)",
+            datasets=("ml-100k",),
+        ),
+        NotebookSpec(
+            stem="hartford2018_t1_ml1m",
+            paper="hartford2018",
+            title="Factorized EAE and self-supervised exchangeable model on ML-1M, random 90/10 (RMSE)",
+            datasets=("ml-1m",),
+        ),
+        NotebookSpec(
+            stem="hartford2018_t2_monti",
+            paper="hartford2018",
+            title="Factorized EAE on Monti's Douban, Flixster and YahooMusic splits (RMSE)",
+            datasets=("douban", "flixster", "yahoo_music"),
+        ),
+        NotebookSpec(
+            stem="hartford2018_t3_transfer",
+            paper="hartford2018",
+            title="Extrapolation and transfer: an ML-100K model applied to ML-1M, Douban, Flixster, YahooMusic",
+            datasets=("ml-100k", "ml-1m", "douban", "flixster", "yahoo_music"),
+        ),
+        NotebookSpec(
+            stem="nnmf2015_movielens",
+            paper="nnmf2015",
+            title="NNMF vs biased MF (same budget) on ML-100K and ML-1M, random 90/10 (RMSE), with (D, D', λ) grid",
+            datasets=("ml-100k", "ml-1m"),
+        ),
+        NotebookSpec(
+            stem="lrml2018_ml1m",
+            paper="lrml2018",
+            title="LRML (paper and code variants) vs popularity, BPR-MF, CML, iALS on ML-1M, NCF leave-one-out: "
+            "HR@10 / nDCG@10, sampled and full ranking",
+            datasets=("ml-1m", "ml-1m-ncf"),
+        ),
+        NotebookSpec(
+            stem="lrml2018_unavailable",
+            paper="lrml2018",
+            title="LRML on ML-20M and Netflix (data unavailable here: same code path, format check on synthetic "
+            "files in the official formats)",
+            datasets=(),
+        ),
     ]
 }
 
