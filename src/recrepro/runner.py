@@ -74,13 +74,17 @@ def source_snapshot(root: Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): _sha256(p.read_bytes()) for p in sorted(src.rglob("*.py"))}
 
 
+def _hashed_paths(root: Path, modules: list[str] | None, snapshot: dict[str, str]) -> set[str]:
+    """Source files that count as a notebook's code inputs."""
+    if not modules:
+        return set(snapshot)
+    return {module_path(root, m).relative_to(root).as_posix() for m in modules if m not in PRESENTATION_MODULES}
+
+
 def code_hash(root: Path, modules: list[str] | None, snapshot: dict[str, str] | None = None) -> str:
     """Hash of the package source a notebook used (all of it when the module list is unknown)."""
     snap = snapshot if snapshot is not None else source_snapshot(root)
-    if modules:
-        wanted = {module_path(root, m).relative_to(root).as_posix() for m in modules if m not in PRESENTATION_MODULES}
-    else:
-        wanted = set(snap)
+    wanted = _hashed_paths(root, modules, snap)
     return _sha256(json.dumps({p: snap.get(p, "<missing>") for p in sorted(wanted)}).encode())
 
 
@@ -116,18 +120,27 @@ def input_hash(
     return _sha256(json.dumps(parts, sort_keys=True).encode()), parts
 
 
+def _git(root: Path, *args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
 def git_state(root: Path) -> dict[str, Any]:
     """Commit and whether tracked files differ from it."""
+    commit = _git(root, "rev-parse", "HEAD") or "unknown"
+    return {"commit": commit, "dirty": bool(_git(root, "status", "--porcelain", "--untracked-files=no"))}
 
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
 
-    commit = git("rev-parse", "HEAD") or "unknown"
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return {"commit": commit, "dirty": dirty}
+def uncommitted_inputs(root: Path, commit: str, files: dict[str, str]) -> list[str]:
+    """Input files ({path: sha256 as run}) whose content is not the one at ``commit`` (or not in it at all)."""
+    changed = []
+    for path, sha in sorted(files.items()):
+        blob = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=root, capture_output=True)
+        if blob.returncode != 0 or _sha256(blob.stdout) != sha:
+            changed.append(path)
+    return changed
 
 
 @dataclass
@@ -231,9 +244,14 @@ def run_notebook(
         shutil.rmtree(staging, ignore_errors=True)
         raise RunFailed(f"{stem} [{profile}] ran but wrote no metrics.csv (the notebook must call RunRecorder.finish)")
     digest, parts = input_hash(stem, params, root, droot, info.get("code_modules"), snapshot, notebook_sha)
+    used = {p: snapshot[p] for p in snapshot if p in _hashed_paths(root, info.get("code_modules"), snapshot)}
+    used[f"notebooks/{stem}.py"] = notebook_sha
+    changed = uncommitted_inputs(root, commit_state["commit"], used)
     provenance = {
         **info,
-        **commit_state,
+        "commit": commit_state["commit"],
+        "dirty": bool(changed),
+        "uncommitted_inputs": changed,
         "notebook": stem,
         "profile": profile,
         "parameters": {k: v for k, v in params.items() if k not in ("output_dir", "checkpoint_dir")},
