@@ -64,6 +64,8 @@ def _unavailable_reason(dataset_key: str) -> str | None:
 def status_of(claim: pd.Series, ours: pd.Series | None) -> str:
     """The computed status of one claim given our summary row (or None)."""
     if ours is None:
+        if math.isnan(claim["value_num"]) and not _unavailable_reason(claim["dataset_key"]):
+            return "not run: paper value not recovered"
         return _unavailable_reason(claim["dataset_key"]) or NOT_IMPLEMENTED
     if ours.get("profile", "full") != "full":
         return "reduced budget: smoke profile only"
