@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .catalog import UNAVAILABLE_DATA
+from .catalog import NOTEBOOKS, UNAVAILABLE_DATA
 
 TOLERANCE_RULE = (
     "reproduced when |ours - paper| <= max(1% of |paper|, half a unit in the paper's last printed digit, "
@@ -61,6 +61,20 @@ def _unavailable_reason(dataset_key: str) -> str | None:
     return None if why is None else f"not run: {why}"
 
 
+def _best_match(candidates: list[pd.Series], paper: str) -> pd.Series | None:
+    """Among results for the same key (several notebooks can measure it), prefer a full-profile run, then one from
+    the claim's own paper's notebook."""
+    if not candidates:
+        return None
+
+    def rank(r: pd.Series) -> tuple[bool, bool]:
+        nb = str(r.get("notebook", ""))
+        own = nb in NOTEBOOKS and NOTEBOOKS[nb].paper == paper
+        return (r.get("profile", "full") == "full", own)
+
+    return max(candidates, key=rank)
+
+
 def status_of(claim: pd.Series, ours: pd.Series | None) -> str:
     """The computed status of one claim given our summary row (or None)."""
     if ours is None:
@@ -96,10 +110,12 @@ def diff(
             )
         sel = sel[sel["paper"] == paper]
     summary = summarise(metrics) if len(metrics) else pd.DataFrame()
-    index = {(r["dataset"], r["method"], r["metric"]): r for _, r in summary.iterrows()}
+    index: dict[tuple[str, str, str], list[pd.Series]] = {}
+    for _, r in summary.iterrows():
+        index.setdefault((r["dataset"], r["method"], r["metric"]), []).append(r)
     rows = []
     for _, c in sel.iterrows():
-        ours = index.get((c["dataset_key"], c["method_key"], c["metric_key"]))
+        ours = _best_match(index.get((c["dataset_key"], c["method_key"], c["metric_key"]), []), c["paper"])
         row = {
             "claim_id": c["claim_id"],
             "paper": c["paper"],
