@@ -47,6 +47,14 @@ figures.relative_rmse(metrics, reference="global-mean")
 plt.show()
 
 # %%
-sns.relplot(data=tables["curves"], x="epoch", y="valid_rmse", hue="seed", col="dataset", kind="line",
-            facet_kws={"sharey": False}, height=2.6)
+sns.relplot(
+    data=tables["curves"],
+    x="epoch",
+    y="valid_rmse",
+    hue="seed",
+    col="dataset",
+    kind="line",
+    facet_kws={"sharey": False},
+    height=2.6,
+)
 plt.show()
