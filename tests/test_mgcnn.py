@@ -25,6 +25,7 @@ from recrepro.models.mgcnn import (
     normalized_laplacian,
     rescaled_laplacian,
     sparse_to_torch,
+    symmetric_spmm,
 )
 
 
@@ -108,6 +109,20 @@ def test_chebyshev_filter_equals_dense_spectral_filter(mode):
     lam_t, u = spectral(lap, mode)
     ref = u @ (cheb.chebval(lam_t, theta)[:, None] * (u.T @ x))
     np.testing.assert_allclose(ours, ref, atol=1e-10)
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_symmetric_spmm_value_and_gradient_match_dense(layout):
+    rng = np.random.default_rng(5)
+    lap = rescaled_laplacian(normalized_laplacian(random_graph(11, rng)))
+    a = sparse_to_torch(lap, dtype=torch.float64, layout=layout)
+    dense = torch.as_tensor(lap.toarray())
+    x = torch.tensor(rng.normal(size=(11, 4)), requires_grad=True)
+    weight = torch.as_tensor(rng.normal(size=(11, 4)))
+    (grad,) = torch.autograd.grad((symmetric_spmm(a, x) * weight).sum(), x)
+    (ref,) = torch.autograd.grad(((dense @ x) * weight).sum(), x)
+    torch.testing.assert_close(symmetric_spmm(a, x), dense @ x)
+    torch.testing.assert_close(grad, ref)
 
 
 def test_exact_rescaling_fills_the_unit_interval():

@@ -122,6 +122,33 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             "files in the official formats)",
             datasets=(),
         ),
+        NotebookSpec(
+            stem="monti2017_t2_synthetic",
+            paper="monti2017",
+            title="Synthetic Netflix, users + items graphs and users graph only: sRMGCNN, RMGCNN, GRALS, GMC "
+            "(RMSE; paper protocol and validation protocol)",
+            datasets=("synthetic_netflix",),
+        ),
+        NotebookSpec(
+            stem="monti2017_t4_ml100k",
+            paper="monti2017",
+            title="ML-100K u1 (Monti's split_1.mat): sRMGCNN vs mean predictors, MC, GMC, GRALS (RMSE)",
+            datasets=("ml-100k-monti",),
+        ),
+        NotebookSpec(
+            stem="monti2017_t5_real",
+            paper="monti2017",
+            title="Douban, Flixster (both graphs / users graph), YahooMusic: sRMGCNN vs GRALS and mean predictors "
+            "(RMSE)",
+            datasets=("douban", "flixster", "yahoo_music"),
+        ),
+        NotebookSpec(
+            stem="arviv2025_ml1m",
+            paper="arviv2025",
+            title="ML-1M: MF and NCF recommenders; prediction-aware vs reconstruction-only SAEs (RBO, Kendall tau, "
+            "sparsity, monosemanticity); neuron-genre alignment; concept promotion / suppression",
+            datasets=("ml-1m",),
+        ),
     ]
 }
 

@@ -37,7 +37,7 @@ from ..data.types import Ratings, RatingSplit
 from ..device import device_name, resolve_device, seed_everything
 from ..metrics import rmse
 from ..training import FitResult
-from .mgcnn import normalized_laplacian, sparse_to_torch, svd_factors
+from .mgcnn import normalized_laplacian, sparse_to_torch, svd_factors, symmetric_spmm
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def _prepare(split: RatingSplit, center: bool, device: torch.device, n_candidate
     users, items, values = tr.to_torch(device)
 
     def lap(adj: Any) -> torch.Tensor | None:
-        return None if adj is None else sparse_to_torch(normalized_laplacian(adj), device)
+        return None if adj is None else sparse_to_torch(normalized_laplacian(adj), device, layout="csr")
 
     return _Data(users, items, values - mu, mu, tr.n_users, tr.n_items, lap(split.user_graph), lap(split.item_graph))
 
@@ -186,17 +186,17 @@ def _prox_path(
     def grad(x: torch.Tensor) -> torch.Tensor:
         g = torch.where(mask, x - observed, torch.zeros_like(x))
         if gamma and d.lap_rows is not None:
-            g = g + gamma * torch.sparse.mm(d.lap_rows, x)
+            g = g + gamma * symmetric_spmm(d.lap_rows, x)
         if gamma and d.lap_cols is not None:
-            g = g + gamma * torch.sparse.mm(d.lap_cols, x.T).T
+            g = g + gamma * symmetric_spmm(d.lap_cols, x.T.contiguous()).T
         return g
 
     def objective(x: torch.Tensor, lam: float) -> float:
         val = 0.5 * float(((x - observed)[mask] ** 2).sum()) + lam * float(torch.linalg.matrix_norm(x, "nuc"))
         if gamma and d.lap_rows is not None:
-            val += gamma / 2 * float((x * torch.sparse.mm(d.lap_rows, x)).sum())
+            val += gamma / 2 * float((x * symmetric_spmm(d.lap_rows, x)).sum())
         if gamma and d.lap_cols is not None:
-            val += gamma / 2 * float((x.T * torch.sparse.mm(d.lap_cols, x.T)).sum())
+            val += gamma / 2 * float((x.T * symmetric_spmm(d.lap_cols, x.T.contiguous())).sum())
         return val
 
     x = torch.zeros_like(observed)
@@ -309,7 +309,7 @@ def _grals_half_step(
         pred = (f[rows] * g).sum(1, keepdim=True)
         out = torch.zeros_like(f).index_add_(0, rows, pred * g) + lam_ridge * f
         if lap is not None and lam_graph:
-            out = out + lam_graph * torch.sparse.mm(lap, f)
+            out = out + lam_graph * symmetric_spmm(lap, f)
         return out
 
     b = torch.zeros_like(current).index_add_(0, rows, values[:, None] * g)
@@ -340,9 +340,9 @@ def fit_grals(
         resid = (w[d.users] * h[d.items]).sum(1) - d.values
         obj = 0.5 * float((resid**2).sum()) + 0.5 * lam_r * float((w**2).sum() + (h**2).sum())
         if d.lap_rows is not None:
-            obj += 0.5 * lam_g * float((w * torch.sparse.mm(d.lap_rows, w)).sum())
+            obj += 0.5 * lam_g * float((w * symmetric_spmm(d.lap_rows, w)).sum())
         if d.lap_cols is not None:
-            obj += 0.5 * lam_g * float((h * torch.sparse.mm(d.lap_cols, h)).sum())
+            obj += 0.5 * lam_g * float((h * symmetric_spmm(d.lap_cols, h)).sum())
         row, pred = _score(w @ h.T, d, split, {"epoch": config.n_outer, "lambda_ridge": lam_r, "lambda_graph": lam_g})
         rows.append(row | {"train_loss": obj, "seconds": time.perf_counter() - tic})
         preds.append(pred)
