@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,3 +29,13 @@ def data_root() -> Path:
             "monti_mgcnn/ to run the tests on real data"
         )
     return root.resolve()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> Iterator[None]:
+    """The tests use tiny tensors, which gain nothing from intra-op threads; on a busy shared CPU extra threads made
+    them 10-100x slower. One thread also makes the per-seed determinism checks independent of the core count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

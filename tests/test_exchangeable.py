@@ -57,15 +57,6 @@ def _synthetic_split(n: int = 60, m: int = 50, density: float = 0.4, seed: int =
     return RatingSplit("synthetic", train, test).with_validation(0.1, seed=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors run fastest (and most reproducibly) on one thread; restore the setting afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 # --- the layer -------------------------------------------------------------------------------------------
 
 

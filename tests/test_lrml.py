@@ -10,16 +10,6 @@ import torch
 from recrepro.models.lrml import LRML, LRMLConfig, fit_lrml, hinge_loss
 from recrepro.models.ranking import synthetic_leave_one_out
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test machine is shared: one intra-op thread avoids oversubscription (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 SMALL = LRMLConfig(dim=16, n_memories=8, batch_size=32, epochs=20, eval_every=5)
 
 

@@ -29,15 +29,6 @@ from recrepro.models.mgcnn import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The models are op-count bound at these sizes; one thread avoids oversubscribing a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def random_graph(n: int, rng: np.random.Generator, p: float = 0.3) -> sp.csr_matrix:
     """Symmetric weighted graph with one isolated node (the last) and one self-loop (ignored by L)."""
     a = np.triu(rng.random((n, n)) < p, 1) * rng.uniform(0.5, 2.0, (n, n))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +13,6 @@ from recrepro.data.types import Ratings, RatingSplit
 from recrepro.models.nnmf import NNMF, NNMFConfig, fit_nnmf, make_optimizers, train_phase
 
 SMALL = dict(d=3, d_prime=6, hidden=(8, 8))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors gain nothing from intra-op threads, and on a shared, busy CPU the thread pool's contention
-    made these tests ~100x slower; restored afterwards so other test files keep their setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def low_rank_split(

@@ -25,16 +25,6 @@ from recrepro.models.ranking import (
     tune,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test machine is shared: one intra-op thread avoids oversubscription (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # 3 users, 6 items. User 2 has no test item and must be skipped.
 SCORES = torch.tensor(
     [
