@@ -14,15 +14,17 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .catalog import NOTEBOOKS, notebook
+from .catalog import notebook
 from .data.registry import ML1M_OFFICIAL_RATINGS, spec
 from .results import atomic_write_json, load_run, publish_run, run_dir
 
@@ -143,6 +145,27 @@ def uncommitted_inputs(root: Path, commit: str, files: dict[str, str]) -> list[s
     return changed
 
 
+_cwd_lock = threading.Lock()
+_cwd_state: dict[str, Any] = {"users": 0, "saved": None}
+
+
+@contextmanager
+def _working_dir(root: Path) -> Iterator[None]:
+    """Enter ``root`` for as long as any run (thread) needs it; the first in saves the cwd, the last out restores it."""
+    with _cwd_lock:
+        if _cwd_state["users"] == 0:
+            _cwd_state["saved"] = os.getcwd()
+            os.chdir(root)
+        _cwd_state["users"] += 1
+    try:
+        yield
+    finally:
+        with _cwd_lock:
+            _cwd_state["users"] -= 1
+            if _cwd_state["users"] == 0:
+                os.chdir(_cwd_state["saved"])
+
+
 @dataclass
 class RunOutcome:
     stem: str
@@ -211,18 +234,17 @@ def run_notebook(
     commit_state = git_state(root)  # the code that runs is the code at start
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    cwd = os.getcwd()
-    os.chdir(root)  # papermill resolves paths against the process cwd
     try:
-        pm.execute_notebook(
-            _relative(nb_input, root),
-            _relative(executed, root),
-            parameters=params,
-            kernel_name="python3",
-            cwd=".",
-            progress_bar=False,
-            log_output=False,
-        )
+        with _working_dir(root):  # papermill resolves paths against the process cwd
+            pm.execute_notebook(
+                _relative(nb_input, root),
+                _relative(executed, root),
+                parameters=params,
+                kernel_name="python3",
+                cwd=".",
+                progress_bar=False,
+                log_output=False,
+            )
     except Exception as err:
         failed = root / "build" / "failed" / f"{stem}-{profile}.ipynb"
         failed.parent.mkdir(parents=True, exist_ok=True)
@@ -234,8 +256,6 @@ def run_notebook(
             f"\nThe executed notebook with the error is at {failed}. Results already published were kept; finished "
             f"units are checkpointed in {checkpoint_dir} and are reused when you re-run."
         ) from err
-    finally:
-        os.chdir(cwd)
     seconds = time.perf_counter() - t0
     info_path = staging / "notebook_info.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
@@ -298,6 +318,3 @@ def is_stale(stem: str, profile: str, data_root: str | os.PathLike[str] | None =
         droot = None
     digest, _ = input_hash(stem, params, root, droot, existing[1].get("code_modules"))
     return digest != existing[1].get("input_hash")
-
-
-ALL_NOTEBOOKS = list(NOTEBOOKS)
