@@ -167,11 +167,7 @@ def build_book(
                 "",
                 f"Tolerance rule: {TOLERANCE_RULE}.",
                 "",
-                _md_table(
-                    d[["claim_id", "table", "dataset", "method", "metric", "paper_value", "source", "ours", "status"]]
-                )
-                if len(d)
-                else "*(no claims registered)*",
+                *(_tables_by_paper_table(d) if len(d) else ["*(no claims registered)*"]),
                 "",
             ]
             if d["rel_delta"].notna().any():
@@ -318,6 +314,15 @@ def build_book(
     cmd = [str(exe), "build", "-W", "-n", "--keep-going", str(book)]
     print("building the book:", " ".join(cmd[1:]), flush=True)
     return subprocess.run(cmd, cwd=root).returncode
+
+
+def _tables_by_paper_table(d: pd.DataFrame) -> list[str]:
+    """One paper-vs-ours table per table of the paper, under a heading naming it (keeps each table narrow)."""
+    out: list[str] = []
+    cols = ["claim_id", "dataset", "method", "metric", "paper_value", "source", "ours", "status"]
+    for table, rows in d.groupby("table", sort=False):
+        out += [f"### {table}", "", _md_table(rows[cols]), ""]
+    return out
 
 
 def _results_history(root: Path) -> pd.DataFrame:
