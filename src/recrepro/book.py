@@ -68,17 +68,26 @@ def _provenance_line(stem: str, st: dict) -> str:
     if st["stale"]:
         flags.append("**stale: code, notebook, parameters or data changed since this result was produced**")
     dirty = " (uncommitted changes)" if p.get("dirty") else ""
+    seeds = p.get("seeds", p.get("parameters", {}).get("seeds", "?"))
     return (
         f"- `{stem}`: profile `{st['profile']}`, commit `{p.get('commit', '?')[:10]}`{dirty}, device "
-        f"{p.get('device', '?')}, seeds {p.get('seeds', '?')}, wall time {p.get('wall_seconds', '?')} s, "
+        f"{p.get('device', '?')}, seeds {seeds}, wall time {p.get('wall_seconds', '?')} s, "
         f"run {p.get('started_utc', '?')}, torch {p.get('versions', {}).get('torch', '?')}"
         + (f" — {'; '.join(flags)}" if flags else "")
     )
 
 
+# the columns every paper-vs-ours table shows (``our_row`` names the result row a claim is matched to)
+CLAIM_TABLE_COLUMNS = ["claim_id", "dataset", "method", "our_row", "metric", "paper_value", "ours"]
+STATUS_GROUPS = ("reproduced", "not reproduced", "reduced budget", "not run", "no paper value")
+
+
 def _status_counts(d: pd.DataFrame) -> pd.DataFrame:
-    d = d.assign(status_group=d["status"].str.split(" \\(").str[0])
-    return d.groupby(["paper", "status_group"]).size().unstack(fill_value=0).reset_index()
+    """Claims per paper and status group (the status before its reason: 'reduced budget: 500 of ...' counts as
+    'reduced budget'); the reasons are listed on the chapters and the discrepancies page."""
+    group = d["status"].str.split(":").str[0].str.split(" \\(").str[0]
+    counts = d.assign(status=group).groupby(["paper", "status"]).size().unstack(fill_value=0)
+    return counts.reindex(columns=list(STATUS_GROUPS), fill_value=0).reset_index()
 
 
 def _write(path: Path, text: str) -> None:
@@ -199,7 +208,7 @@ def build_book(
                 "",
                 "## Every claim",
                 "",
-                _md_table(disc[["claim_id", "dataset", "method", "metric", "paper_value", "ours", "status", "source"]]),
+                _md_table(disc[[*CLAIM_TABLE_COLUMNS, "status", "source"]]),
                 "",
                 "## How each paper number is known",
                 "",
@@ -319,7 +328,7 @@ def build_book(
 def _tables_by_paper_table(d: pd.DataFrame) -> list[str]:
     """One paper-vs-ours table per table of the paper, under a heading naming it (keeps each table narrow)."""
     out: list[str] = []
-    cols = ["claim_id", "dataset", "method", "metric", "paper_value", "source", "ours", "status"]
+    cols = [*CLAIM_TABLE_COLUMNS, "status", "source"]
     for table, rows in d.groupby("table", sort=False):
         out += [f"### {table}", "", _md_table(rows[cols]), ""]
     return out

@@ -122,6 +122,7 @@ def diff(
             "table": c["table"],
             "dataset": c["dataset_key"] or c["dataset"],
             "method": c["method"],
+            "our_row": c["method_key"],
             "metric": c["metric_key"] or c["metric"],
             "paper_value": c["value"],
             "source": c["source"],
