@@ -36,3 +36,24 @@ def test_provenance_line_reads_seeds_from_parameters_when_not_recorded_apart() -
     prov = {"commit": "abc1234567890", "device": "cpu", "parameters": {"seeds": [0, 1]}, "wall_seconds": 3.0}
     line = _provenance_line("nb", {"profile": "full", "provenance": prov, "stale": False})
     assert "seeds [0, 1]" in line and "abc1234567" in line and "stale" not in line
+
+
+def test_measurements_table_shows_mean_std_and_budget_per_row() -> None:
+    from recrepro.book import _measurements
+
+    metrics = pd.DataFrame(
+        {
+            "dataset": ["d"] * 5,
+            "method": ["m", "m", "m", "base", "base"],
+            "metric": ["rmse", "rmse", "epochs", "rmse", "other"],
+            "seed": [0, 1, 0, -1, -1],
+            "value": [1.0, 3.0, 7.0, 2.0, 9.0],
+            "budget": ["reduced: 2 of 5 seeds", "reduced: 2 of 5 seeds", "reduced: 2 of 5 seeds", None, None],
+        }
+    )
+    text = "\n".join(_measurements(metrics, "A table", ("rmse", "epochs")))
+    assert "### A table" in text
+    row_m = next(line for line in text.splitlines() if "| m " in line)
+    assert "2.0000 ± 1.4142 (n=2)" in row_m and "7.0000" in row_m and "2 of 5 seeds" in row_m
+    row_base = next(line for line in text.splitlines() if "| base " in line)
+    assert "2.0000" in row_base and "full" in row_base and "9.0" not in row_base

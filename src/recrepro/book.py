@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from . import __version__  # noqa: E402
 from .catalog import NOTEBOOKS, PAPERS  # noqa: E402
 from .claims import load_claims  # noqa: E402
-from .compare import TOLERANCE_RULE, diff  # noqa: E402
+from .compare import TOLERANCE_RULE, diff, summarise  # noqa: E402
 from .data.registry import DATASETS, ENV_VAR, resolve_data_root  # noqa: E402
 from .figures import paper_vs_ours  # noqa: E402
 from .results import load_all_metrics, load_run  # noqa: E402
@@ -34,7 +34,8 @@ GENERATED = "generated"
 
 
 def _md_table(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False) if len(df) else "*(none)*"
+    # numbers are shown exactly as formatted (a paper value keeps its printed digits: "20.0" stays "20.0")
+    return df.to_markdown(index=False, disable_numparse=True) if len(df) else "*(none)*"
 
 
 def _run_status(root: Path, data_root: str | None, run_missing: bool, device: str) -> dict[str, dict]:
@@ -184,6 +185,17 @@ def build_book(
                 fig.savefig(gen / "figures" / f"{key}.png", dpi=110)
                 plt.close(fig)
                 lines += [f"```{{figure}} figures/{key}.png", f"Ours relative to the paper's value ({key}).", "```", ""]
+        measured = [s for s in nbs if NOTEBOOKS[s].headline and s in shown]
+        if measured:
+            lines += [
+                "## All our measurements",
+                "",
+                "Every (dataset, method) each notebook measured, claimed by the paper or not: mean ± std over "
+                "seeds (n = seeds). *budget* says where a row ran less than the paper's protocol.",
+                "",
+            ]
+            for s in measured:
+                lines += _measurements(metrics[metrics["notebook"] == s], NOTEBOOKS[s].title, NOTEBOOKS[s].headline)
         lines += ["## Runs", "", *([_provenance_line(s, status[s]) for s in nbs] or ["*No notebook yet.*"]), ""]
         lines += [f"- [{NOTEBOOKS[s].title}](executed/{s}.ipynb)" for s in nbs if s in shown]
         _write(gen / f"{key}.md", "\n".join(lines) + "\n")
@@ -332,6 +344,22 @@ def _tables_by_paper_table(d: pd.DataFrame) -> list[str]:
     for table, rows in d.groupby("table", sort=False):
         out += [f"### {table}", "", _md_table(rows[cols]), ""]
     return out
+
+
+def _measurements(metrics: pd.DataFrame, title: str, headline: tuple[str, ...]) -> list[str]:
+    """One notebook's headline metrics as a (dataset, method) x metric table of mean ± std (n), with its budget."""
+    shown = metrics[metrics["metric"].isin(headline)]
+    if shown.empty:
+        return [f"### {title}", "", "*(none of its headline metrics recorded)*", ""]
+    if "budget" not in shown.columns:
+        shown = shown.assign(budget="")
+    shown = shown.assign(budget=shown["budget"].fillna("").map(lambda b: b.removeprefix("reduced: ") or "full"))
+    summary = summarise(shown)
+    table = summary.pivot_table(
+        index=["dataset", "method", "budget"], columns="metric", values="ours", aggfunc="first", sort=False
+    )
+    table = table[[m for m in headline if m in table.columns]].fillna("").reset_index()
+    return [f"### {title}", "", _md_table(table[[c for c in table.columns if c != "budget"] + ["budget"]]), ""]
 
 
 def _results_history(root: Path) -> pd.DataFrame:

@@ -24,6 +24,8 @@ class NotebookSpec:
     paper: str  # Paper.key ("baselines" for the shared baseline table)
     title: str
     datasets: tuple[str, ...]  # registry names whose files are inputs
+    # metrics its chapter tabulates for every (dataset, method) it measured, claimed by the paper or not
+    headline: tuple[str, ...] = ()
 
 
 PAPERS: dict[str, Paper] = {
@@ -83,30 +85,35 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             paper="hartford2018",
             title="Self-supervised exchangeable model and factorized EAE on ML-100K u1 (RMSE)",
             datasets=("ml-100k",),
+            headline=("rmse", "valid_rmse", "epochs_run"),
         ),
         NotebookSpec(
             stem="hartford2018_t1_ml1m",
             paper="hartford2018",
             title="Factorized EAE and self-supervised exchangeable model on ML-1M, random 90/10 (RMSE)",
             datasets=("ml-1m",),
+            headline=("rmse", "valid_rmse", "epochs_run"),
         ),
         NotebookSpec(
             stem="hartford2018_t2_monti",
             paper="hartford2018",
             title="Factorized EAE on Monti's Douban, Flixster and YahooMusic splits (RMSE)",
             datasets=("douban", "flixster", "yahoo_music"),
+            headline=("rmse", "valid_rmse", "epochs_run"),
         ),
         NotebookSpec(
             stem="hartford2018_t3_transfer",
             paper="hartford2018",
             title="Extrapolation and transfer: an ML-100K model applied to ML-1M, Douban, Flixster, YahooMusic",
             datasets=("ml-100k", "ml-1m", "douban", "flixster", "yahoo_music"),
+            headline=("rmse", "valid_rmse"),
         ),
         NotebookSpec(
             stem="nnmf2015_movielens",
             paper="nnmf2015",
             title="NNMF vs biased MF (same budget) on ML-100K and ML-1M, random 90/10 (RMSE), with (D, D', λ) grid",
             datasets=("ml-100k", "ml-1m"),
+            headline=("rmse", "seconds_per_epoch"),
         ),
         NotebookSpec(
             stem="lrml2018_ml1m",
@@ -114,6 +121,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             title="LRML (paper and code variants) vs popularity, BPR-MF, CML, iALS on ML-1M, NCF leave-one-out: "
             "HR@10 / nDCG@10, sampled and full ranking",
             datasets=("ml-1m", "ml-1m-ncf"),
+            headline=("hr@10", "ndcg@10", "full/hr@10", "full/ndcg@10", "full/mrr"),
         ),
         NotebookSpec(
             stem="lrml2018_unavailable",
@@ -121,6 +129,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             title="LRML on ML-20M and Netflix (data unavailable here: same code path, format check on synthetic "
             "files in the official formats)",
             datasets=(),
+            headline=("hr@10", "ndcg@10", "full/hr@10", "full/ndcg@10"),
         ),
         NotebookSpec(
             stem="monti2017_t2_synthetic",
@@ -128,12 +137,14 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             title="Synthetic Netflix, users + items graphs and users graph only: sRMGCNN, RMGCNN, GRALS, GMC "
             "(RMSE; paper protocol and validation protocol)",
             datasets=("synthetic_netflix",),
+            headline=("rmse", "valid_rmse", "best_iteration"),
         ),
         NotebookSpec(
             stem="monti2017_t4_ml100k",
             paper="monti2017",
             title="ML-100K u1 (Monti's split_1.mat): sRMGCNN vs mean predictors, MC, GMC, GRALS (RMSE)",
             datasets=("ml-100k-monti",),
+            headline=("rmse", "valid_rmse", "best_iteration"),
         ),
         NotebookSpec(
             stem="monti2017_t5_real",
@@ -141,6 +152,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             title="Douban, Flixster (both graphs / users graph), YahooMusic: sRMGCNN vs GRALS and mean predictors "
             "(RMSE)",
             datasets=("douban", "flixster", "yahoo_music"),
+            headline=("rmse", "valid_rmse", "best_iteration"),
         ),
         NotebookSpec(
             stem="arviv2025_ml1m",
@@ -148,6 +160,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             title="ML-1M: MF and NCF recommenders; prediction-aware vs reconstruction-only SAEs (RBO, Kendall tau, "
             "sparsity, monosemanticity); neuron-genre alignment; concept promotion / suppression",
             datasets=("ml-1m",),
+            headline=("hr@10", "ndcg@10", "rbo", "rbo-ext", "kendall-tau", "sparsity", "ms-score", "genre-share"),
         ),
     ]
 }
