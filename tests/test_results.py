@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from recrepro.results import RunRecorder, atomic_write_json, atomic_write_text, load_run, publish_run, run_dir
-from recrepro.runner import code_hash, input_hash
+from recrepro.runner import code_hash, input_hash, source_snapshot
 
 MODULES = ["recrepro.models.baselines", "recrepro.metrics", "recrepro.data.types", "recrepro.training"]
 
@@ -162,3 +162,13 @@ def test_code_hash_changes_with_the_source(repo_root: Path, tmp_path: Path) -> N
     assert code_hash(fake, MODULES) != before
     h_before = input_hash("baselines_rating", {"profile": "smoke"}, repo_root, None, MODULES)[0]
     assert input_hash("baselines_rating", {"profile": "smoke"}, fake, None, MODULES)[0] != h_before
+
+
+def test_resume_key_ignores_presentation_modules_but_not_numeric_code(repo_root: Path) -> None:
+    """Checkpoints are keyed before a run knows its imports (modules=None): every package file but the book's."""
+    snapshot = source_snapshot(repo_root)
+    base = code_hash(repo_root, None, snapshot)
+    assert code_hash(repo_root, None, {**snapshot, "src/recrepro/book.py": "edited"}) == base
+    assert code_hash(repo_root, None, {**snapshot, "src/recrepro/compare.py": "edited"}) == base
+    assert code_hash(repo_root, None, {**snapshot, "src/recrepro/models/mgcnn.py": "edited"}) != base
+    assert code_hash(repo_root, None, {**snapshot, "src/recrepro/metrics.py": "edited"}) != base

@@ -77,9 +77,11 @@ def source_snapshot(root: Path) -> dict[str, str]:
 
 
 def _hashed_paths(root: Path, modules: list[str] | None, snapshot: dict[str, str]) -> set[str]:
-    """Source files that count as a notebook's code inputs."""
+    """Source files that count as a notebook's code inputs: those of the modules it imported, or, before a run
+    has told which, every package file but the presentation modules (so editing the book keeps checkpoints)."""
     if not modules:
-        return set(snapshot)
+        shown = {module_path(root, m).relative_to(root).as_posix() for m in PRESENTATION_MODULES}
+        return set(snapshot) - shown
     return {module_path(root, m).relative_to(root).as_posix() for m in modules if m not in PRESENTATION_MODULES}
 
 
@@ -283,6 +285,7 @@ def run_notebook(
     }
     atomic_write_json(staging / "provenance.json", provenance)
     publish_run(staging, final)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # published: the finished units are no longer needed
     log(f"{stem} [{profile}]: done in {seconds:.0f} s -> {_relative(final, root)}")
     return RunOutcome(stem, profile, "ran", seconds, final)
 
