@@ -141,6 +141,7 @@ def test_summarise_formats_mean_and_std() -> None:
 def test_render_formats(claims: pd.DataFrame, fmt: str) -> None:
     out = render(diff(claims, metrics_frame()), fmt)
     assert "c-lo-better" in out and "not reproduced (ours better)" in out
+    assert "our_row" in out  # the result row each claim was matched to
     if fmt == "json":
         records = json.loads(out)
         assert len(records) == len(claims) and {r["claim_id"] for r in records} == {c[0] for c in CLAIMS}

@@ -169,7 +169,18 @@ def comparison_table(metrics: pd.DataFrame, profile: str, claims_path: str = "re
 
 def render(df: pd.DataFrame, fmt: str) -> str:
     """The diff as text, markdown, csv or json."""
-    cols = ["claim_id", "dataset", "method", "metric", "paper_value", "ours", "abs_delta", "rel_delta", "status"]
+    cols = [
+        "claim_id",
+        "dataset",
+        "method",
+        "our_row",
+        "metric",
+        "paper_value",
+        "ours",
+        "abs_delta",
+        "rel_delta",
+        "status",
+    ]
     if fmt == "csv":
         return df.to_csv(index=False)
     if fmt == "json":
