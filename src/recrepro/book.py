@@ -201,7 +201,10 @@ def build_book(
                 "",
             ]
             for s in measured:
-                lines += _measurements(metrics[metrics["notebook"] == s], NOTEBOOKS[s].title, NOTEBOOKS[s].headline)
+                title = NOTEBOOKS[s].title + (
+                    " — smoke profile only, not comparable" if status[s]["profile"] == "smoke" else ""
+                )
+                lines += _measurements(metrics[metrics["notebook"] == s], title, NOTEBOOKS[s].headline)
         lines += ["## Runs", "", *([_provenance_line(s, status[s]) for s in nbs] or ["*No notebook yet.*"]), ""]
         lines += [f"- [{NOTEBOOKS[s].title}](executed/{s}.ipynb)" for s in nbs if s in shown]
         _write(gen / f"{key}.md", "\n".join(lines) + "\n")

@@ -129,7 +129,6 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             title="LRML on ML-20M and Netflix (data unavailable here: same code path, format check on synthetic "
             "files in the official formats)",
             datasets=(),
-            headline=("hr@10", "ndcg@10", "full/hr@10", "full/ndcg@10"),
         ),
         NotebookSpec(
             stem="monti2017_t2_synthetic",
