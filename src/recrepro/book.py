@@ -26,7 +26,7 @@ from .catalog import NOTEBOOKS, PAPERS  # noqa: E402
 from .claims import load_claims  # noqa: E402
 from .compare import TOLERANCE_RULE, diff, summarise  # noqa: E402
 from .data.registry import DATASETS, ENV_VAR, resolve_data_root  # noqa: E402
-from .figures import paper_vs_ours  # noqa: E402
+from .figures import paper_vs_ours, relative_rmse  # noqa: E402
 from .results import load_all_metrics, load_run  # noqa: E402
 from .runner import git_state, is_stale, project_root, run_notebook  # noqa: E402
 
@@ -390,8 +390,6 @@ def _results_history(root: Path) -> pd.DataFrame:
 
 
 def _baselines_section(claims: pd.DataFrame, metrics: pd.DataFrame, status: dict, gen: Path) -> list[str]:
-    from .compare import summarise
-    from .figures import relative_rmse
 
     m = metrics[metrics["notebook"] == "baselines_rating"] if "notebook" in metrics else metrics
     if m.empty:
@@ -431,8 +429,6 @@ def _baselines_section(claims: pd.DataFrame, metrics: pd.DataFrame, status: dict
 
 def _findings(claims: pd.DataFrame, metrics: pd.DataFrame) -> list[str]:
     """Paper methods whose published number a simple baseline of ours beats (full-profile results only)."""
-    from .compare import summarise
-
     if metrics.empty:
         return ["*No results yet.*"]
     full = metrics[metrics["profile"] == "full"] if "profile" in metrics else metrics
