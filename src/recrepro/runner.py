@@ -79,10 +79,12 @@ def source_snapshot(root: Path) -> dict[str, str]:
 def _hashed_paths(root: Path, modules: list[str] | None, snapshot: dict[str, str]) -> set[str]:
     """Source files that count as a notebook's code inputs: those of the modules it imported, or, before a run
     has told which, every package file but the presentation modules (so editing the book keeps checkpoints)."""
-    if not modules:
-        shown = {module_path(root, m).relative_to(root).as_posix() for m in PRESENTATION_MODULES}
-        return set(snapshot) - shown
-    return {module_path(root, m).relative_to(root).as_posix() for m in modules if m not in PRESENTATION_MODULES}
+
+    def path(module: str) -> str:
+        return module_path(root, module).relative_to(root).as_posix()
+
+    wanted = {path(m) for m in modules} if modules else set(snapshot)
+    return wanted - {path(m) for m in PRESENTATION_MODULES}
 
 
 def code_hash(root: Path, modules: list[str] | None, snapshot: dict[str, str] | None = None) -> str:
