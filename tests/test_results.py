@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from recrepro.results import RunRecorder, atomic_write_json, atomic_write_text, load_run, publish_run, run_dir
-from recrepro.runner import code_hash, input_hash, source_snapshot
+from recrepro.runner import code_hash, input_hash, resume_key, source_snapshot
 
 MODULES = ["recrepro.models.baselines", "recrepro.metrics", "recrepro.data.types", "recrepro.training"]
 
@@ -172,3 +172,12 @@ def test_resume_key_ignores_presentation_modules_but_not_numeric_code(repo_root:
     assert code_hash(repo_root, None, {**snapshot, "src/recrepro/compare.py": "edited"}) == base
     assert code_hash(repo_root, None, {**snapshot, "src/recrepro/models/mgcnn.py": "edited"}) != base
     assert code_hash(repo_root, None, {**snapshot, "src/recrepro/metrics.py": "edited"}) != base
+
+
+def test_resume_key_is_shared_by_runs_that_differ_only_in_seeds(repo_root: Path) -> None:
+    """A 5-seed run reuses the finished units of a 3-seed run (units are keyed by their own seed)."""
+    params = {"profile": "full", "seeds": [0, 1, 2], "device": "cpu"}
+    base = resume_key("baselines_rating", params, repo_root, None)
+    assert resume_key("baselines_rating", {**params, "seeds": [0, 1, 2, 3, 4]}, repo_root, None) == base
+    assert resume_key("baselines_rating", {**params, "max_epochs": 5}, repo_root, None) != base
+    assert resume_key("baselines_rating", {**params, "profile": "smoke"}, repo_root, None) != base

@@ -126,6 +126,23 @@ def input_hash(
     return _sha256(json.dumps(parts, sort_keys=True).encode()), parts
 
 
+def resume_key(
+    stem: str,
+    parameters: dict[str, Any],
+    root: Path,
+    data_root: Path | None,
+    snapshot: dict[str, str] | None = None,
+    notebook_sha: str | None = None,
+) -> str:
+    """Name of the checkpoint folder: the inputs less the presentation modules and the seed list.
+
+    Every unit is keyed by its own seed, so runs that differ only in ``seeds`` share their finished units
+    (a 5-seed run after a 3-seed run computes seeds 3 and 4 only).
+    """
+    params = {k: v for k, v in parameters.items() if k != "seeds"}
+    return input_hash(stem, params, root, data_root, None, snapshot, notebook_sha)[0][:12]
+
+
 def _git(root: Path, *args: str) -> str:
     try:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
@@ -223,9 +240,15 @@ def run_notebook(
     staging.mkdir(parents=True)
     snapshot = source_snapshot(root)
     notebook_sha = _sha256((root / "notebooks" / f"{stem}.py").read_bytes())
-    # finished units are reused only by a run with exactly the same code, notebook and parameters
-    resume_key = input_hash(stem, params, root, droot, None, snapshot, notebook_sha)[0][:12]
-    checkpoint_dir = root / "results" / "checkpoints" / stem / f"{profile}-{resume_key}"
+    checkpoint_dir = (
+        root
+        / "results"
+        / "checkpoints"
+        / stem
+        / f"{profile}-{resume_key(stem, params, root, droot, snapshot, notebook_sha)}"
+    )
+    if force:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # --force recomputes every unit
     params.update(output_dir=_relative(staging, root), checkpoint_dir=_relative(checkpoint_dir, root))
     nb_input = root / "build" / "nb-inputs" / f"{stem}.ipynb"
     nb_input.parent.mkdir(parents=True, exist_ok=True)
@@ -286,8 +309,7 @@ def run_notebook(
         "python_executable": os.path.basename(sys.executable),
     }
     atomic_write_json(staging / "provenance.json", provenance)
-    publish_run(staging, final)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # published: the finished units are no longer needed
+    publish_run(staging, final)  # the checkpoint folder stays: a run with more seeds reuses its units
     log(f"{stem} [{profile}]: done in {seconds:.0f} s -> {_relative(final, root)}")
     return RunOutcome(stem, profile, "ran", seconds, final)
 
