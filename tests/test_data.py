@@ -550,3 +550,55 @@ def test_netflix_bad_input(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError) as err:
         read_netflix_ratings(tmp_path, parts=(3,))
     assert "'netflix'" in str(err.value) and "netflix/combined_data_3.txt" in str(err.value)
+
+
+# ------------------------------------------------------------------ Hartford's disjoint (extrapolation) split
+
+
+def _coded_ratings(n_users: int = 60, n_items: int = 80, density: float = 0.5, seed: int = 0) -> pd.DataFrame:
+    """A ratings frame whose value encodes its raw (user, item) pair, so a split's entries can be traced back."""
+    rng = np.random.default_rng(seed)
+    u, i = np.nonzero(rng.random((n_users, n_items)) < density)
+    return pd.DataFrame({"user_id": u + 1, "item_id": i + 1, "rating": ((u + 1) * 1000 + i + 1).astype(float)})
+
+
+def _raw_pairs(r: Ratings) -> set[tuple[int, int]]:
+    codes = r.values.astype(np.int64)
+    return set(zip((codes // 1000).tolist(), (codes % 1000).tolist(), strict=True))
+
+
+def test_disjoint_split_keeps_the_unseen_users_and_items_out_of_training() -> None:
+    from recrepro.data.extrapolation import disjoint_split
+
+    df = _coded_ratings()
+    s = disjoint_split("toy", df, seed=3)
+    source = _raw_pairs(s.source.train) | _raw_pairs(s.source.test)
+    observed, heldout = _raw_pairs(s.target_observed), _raw_pairs(s.target_heldout)
+    src_users, src_items = {u for u, _ in source}, {i for _, i in source}
+    tgt_users, tgt_items = {u for u, _ in observed | heldout}, {i for _, i in observed | heldout}
+    assert not src_users & tgt_users and not src_items & tgt_items  # nobody of the unseen block is trained on
+    assert len(src_users) == 18 and len(src_items) == 24  # 30% of 60 users, 30% of 80 items
+    assert len(tgt_users) == 21 and len(tgt_items) == 28  # half of the other 42 users and 56 items
+    block = {(u, i) for u, i in zip(df.user_id, df.item_id, strict=True) if u in tgt_users and i in tgt_items}
+    assert observed | heldout == block and not observed & heldout  # every rating of the block, once
+    assert len(observed) == round(0.8 * len(block))
+    assert len(s.source.test) > 0 and not _raw_pairs(s.source.train) & _raw_pairs(s.source.test)
+    assert s.target_observed.n_users == s.target_heldout.n_users == len(tgt_users)  # one id space for the block
+    again = disjoint_split("toy", df, seed=3)
+    assert np.array_equal(again.target_heldout.values, s.target_heldout.values)  # seeded
+    assert _raw_pairs(disjoint_split("toy", df, seed=4).target_heldout) != heldout
+
+
+def test_reveal_gives_nested_shares_of_the_observed_part() -> None:
+    from recrepro.data.extrapolation import disjoint_split, reveal
+
+    s = disjoint_split("toy", _coded_ratings(), seed=0)
+    n_block = len(s.target_observed) + len(s.target_heldout)
+    small, large = reveal(s, 0.1), reveal(s, 0.4)
+    assert len(small) == round(0.1 * n_block) and len(large) == round(0.4 * n_block)
+    assert _raw_pairs(small) <= _raw_pairs(large) <= _raw_pairs(s.target_observed)
+    assert len(reveal(s, 0.8)) == len(s.target_observed)
+    with pytest.raises(ValueError, match="fraction"):
+        reveal(s, 0.9)  # more than the observed part: would reveal held-out entries
+    with pytest.raises(ValueError, match="source_users"):
+        disjoint_split("toy", _coded_ratings(), seed=0, source_users=1.5)

@@ -109,6 +109,14 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             headline=("rmse", "valid_rmse"),
         ),
         NotebookSpec(
+            stem="hartford2018_t3_disjoint",
+            paper="hartford2018",
+            title="Extrapolation within ML-1M: trained on 30% of users x 30% of movies, applied to unseen users x "
+            "unseen movies by observed share (the authors' disjoint split)",
+            datasets=("ml-1m",),
+            headline=("rmse", "rmse-at-observed-0.05", "rmse-at-observed-0.2", "valid_rmse"),
+        ),
+        NotebookSpec(
             stem="nnmf2015_movielens",
             paper="nnmf2015",
             title="NNMF vs biased MF (same budget) on ML-100K and ML-1M, random 90/10 (RMSE), with (D, D', λ) grid",
