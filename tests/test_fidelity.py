@@ -57,6 +57,23 @@ def test_rbo_uneven_lists() -> None:
         rbo([1], [1], p=1.0)
 
 
+def test_rbo_equals_the_rbo_package_on_random_rankings() -> None:
+    """Against changyaochen/rbo (PyPI ``rbo``; ``make setup`` installs it without its stale numpy<2 pin).
+
+    Equal-length lists: its ``rbo(p=p)`` is the truncated sum and ``ext=True`` is RBO_ext (Webber et al. Eq. 32).
+    """
+    reference = pytest.importorskip("rbo", reason="the reference package rbo is not installed (make setup does)")
+    rng = np.random.default_rng(0)
+    for trial in range(50):
+        depth, p = int(rng.integers(1, 40)), float(rng.uniform(0.5, 0.99))
+        pool = rng.permutation(60)
+        a = pool[:depth].tolist()
+        b = rng.permutation(pool[: depth + int(rng.integers(0, 20))])[:depth].tolist()  # partly overlapping
+        sim = reference.RankingSimilarity(a, b)
+        assert rbo(a, b, p=p) == pytest.approx(sim.rbo(p=p), abs=1e-12), trial
+        assert rbo(a, b, p=p, extrapolated=True) == pytest.approx(sim.rbo(p=p, ext=True), abs=1e-12), trial
+
+
 def test_kendall_tau_topk_hand_computed() -> None:
     # [1,2,3] vs [1,3,2]: pairs (1,2) concordant, (1,3) concordant, (2,3) discordant → (2-1)/3
     assert kendall_tau_topk([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
