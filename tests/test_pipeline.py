@@ -80,6 +80,24 @@ def test_failed_run_keeps_published_results(smoke_runs: dict[str, dict], data_ro
     assert (ROOT / "results" / "runs" / stem / "smoke" / "metrics.csv").read_text() == before
 
 
+def test_units_only_worker_checkpoints_units_and_publishes_nothing(
+    smoke_runs: dict[str, dict], data_root: Path
+) -> None:
+    """A second worker (other seeds, same other parameters) fills the shared checkpoint folder only."""
+    stem = "hartford2018_t3_disjoint"
+    published = ROOT / "results" / "runs" / stem / "smoke"
+    before = {f.name: f.read_bytes() for f in published.iterdir()}
+    out = run_notebook(
+        stem, "smoke", device="cpu", data_root=data_root, units_only=True, log=lambda _: None,
+        extra_parameters={"seeds": [7]},
+    )  # fmt: skip
+    assert out.status == "units only" and out.path.parent.name == stem
+    assert any(f.name.endswith("seed7.json") for f in out.path.iterdir())  # the new seed's finished unit
+    assert {f.name: f.read_bytes() for f in published.iterdir()} == before  # nothing published or replaced
+    with pytest.raises(ValueError, match="units-only"):
+        run_notebook(stem, "smoke", data_root=data_root, units_only=True, force=True, log=lambda _: None)
+
+
 def test_unknown_notebook_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "no_such_table"]) == 2
     assert "valid notebooks" in capsys.readouterr().err

@@ -34,6 +34,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         data_root=args.data_root,
         force=args.force,
+        units_only=args.units_only,
         extra_parameters=extra,
     )
     return 0
@@ -93,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     r.add_argument("--data-root", default=None, help=data_root_help)
     r.add_argument("--force", action="store_true", help="re-run even if the inputs are unchanged")
+    r.add_argument(
+        "--units-only",
+        action="store_true",
+        help="compute and checkpoint the units, publish nothing: a second worker beside a run that differs "
+        "only in seeds (e.g. -p 'seeds=[4, 3]' beside seeds 0-4) shares its finished units",
+    )
     r.add_argument("--jobs", type=int, default=1, help="notebooks run at the same time")
     r.add_argument(
         "-p",

@@ -208,10 +208,15 @@ def run_notebook(
     device: str = "auto",
     data_root: str | os.PathLike[str] | None = None,
     force: bool = False,
+    units_only: bool = False,
     extra_parameters: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
 ) -> RunOutcome:
-    """Execute ``notebooks/<stem>.py`` under ``profile`` and publish its results if it succeeds."""
+    """Execute ``notebooks/<stem>.py`` under ``profile`` and publish its results if it succeeds.
+
+    ``units_only``: compute and checkpoint the units but publish nothing -- a second worker beside a run whose
+    parameters differ only in ``seeds`` (same checkpoint folder), e.g. seeds ``[4, 3]`` beside ``[0, 1, 2, 3, 4]``.
+    """
     import jupytext
     import papermill as pm
 
@@ -220,6 +225,8 @@ def run_notebook(
     notebook(stem)  # validates the name
     if profile not in ("smoke", "full"):
         raise ValueError(f"unknown profile {profile!r}; choose smoke or full")
+    if force and units_only:
+        raise ValueError("--force empties the checkpoint folder that a units-only worker shares; use one or the other")
     root = project_root()
     droot = resolve_data_root(data_root)
     params: dict[str, Any] = {"profile": profile, "device": device, "data_root": _relative(droot, root)}
@@ -229,6 +236,7 @@ def run_notebook(
     if (
         existing is not None
         and not force
+        and not units_only
         and (existing[1].get("input_hash") == input_hash(stem, params, root, droot, existing[1].get("code_modules"))[0])
     ):
         log(f"{stem} [{profile}]: up to date (inputs unchanged), skipped; use --force to re-run")
@@ -284,6 +292,10 @@ def run_notebook(
             f"units are checkpointed in {checkpoint_dir} and are reused when you re-run."
         ) from err
     seconds = time.perf_counter() - t0
+    if units_only:
+        shutil.rmtree(staging, ignore_errors=True)
+        log(f"{stem} [{profile}]: units done in {seconds:.0f} s -> {_relative(checkpoint_dir, root)} (not published)")
+        return RunOutcome(stem, profile, "units only", seconds, checkpoint_dir)
     info_path = staging / "notebook_info.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     info_path.unlink(missing_ok=True)
