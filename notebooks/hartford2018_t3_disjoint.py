@@ -33,9 +33,8 @@ init = "authors"  # "authors": N(0, 0.01) as in the authors' code; "pytorch": nn
 
 # %%
 import matplotlib.pyplot as plt
-import seaborn as sns
 
-from recrepro import compare
+from recrepro import compare, figures
 from recrepro.device import device_name, resolve_device
 from recrepro.experiments import hartford2018
 from recrepro.experiments import hartford2018_disjoint as experiment
@@ -82,21 +81,12 @@ tables["cost"]
 # %% [markdown]
 # ## Figures
 # RMSE on the held-out entries of the unseen users x unseen movies against the share of their ratings given
-# as input (one line per seed), and the model's learning curves on the training block.
+# as input (mean ± sd over seeds), and the model's learning curves on the training block.
 
 # %%
-g = sns.relplot(
-    data=tables["sweep"], x="observed_share", y="rmse", hue="method", style="method", kind="line", marker="o",
-    errorbar="sd", height=3.5, aspect=1.4,
-)  # fmt: skip
-g.set_axis_labels("observed share of the unseen block's ratings", "held-out RMSE")
+figures.rmse_by_observed_share(tables["sweep"])
 plt.show()
 
 # %%
-long = hartford2018.learning_curves_long(tables["curves"])
-g = sns.relplot(
-    data=long, x="epoch", y="rmse", hue="curve", units="seed", estimator=None, col="panel", kind="line",
-    facet_kws={"sharey": False}, height=3.0,
-)  # fmt: skip
-g.set_titles("{col_name}")
+figures.learning_curves(hartford2018.learning_curves_long(tables["curves"]))
 plt.show()

@@ -34,3 +34,26 @@ def paper_vs_ours(diff: pd.DataFrame) -> plt.Figure:
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def learning_curves(long: pd.DataFrame) -> sns.FacetGrid:
+    """Validation and test RMSE per evaluation, one line per seed, a panel per (dataset, method).
+
+    ``long``: columns epoch, rmse, curve, seed, panel (``hartford2018.learning_curves_long`` makes it).
+    """
+    g = sns.relplot(
+        data=long, x="epoch", y="rmse", hue="curve", units="seed", estimator=None, col="panel", kind="line",
+        facet_kws={"sharey": False}, height=3.0,
+    )  # fmt: skip
+    g.set_titles("{col_name}")
+    return g
+
+
+def rmse_by_observed_share(sweep: pd.DataFrame) -> sns.FacetGrid:
+    """Held-out RMSE against the share of the unseen block's ratings given as input (mean ± sd over seeds)."""
+    g = sns.relplot(
+        data=sweep, x="observed_share", y="rmse", hue="method", style="method", kind="line", marker="o",
+        errorbar="sd", height=3.5, aspect=1.4,
+    )  # fmt: skip
+    g.set_axis_labels("observed share of the unseen block's ratings", "held-out RMSE")
+    return g
