@@ -39,3 +39,20 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(
+    params=[
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(
+                not torch.cuda.is_available(),
+                reason="no CUDA device here (benchmarks/device_check.sh runs these on one)",
+            ),
+        ),
+    ]
+)
+def device(request: pytest.FixtureRequest) -> str:
+    """The devices a model's quality tests run on: the CPU always, CUDA where there is one (the same assertions)."""
+    return request.param

@@ -63,9 +63,9 @@ def low_rank_split(n_users: int = 40, n_items: int = 30, seed: int = 0) -> Ratin
     return RatingSplit("synthetic-low-rank", take(0), take(2), valid=take(1))
 
 
-def test_biased_mf_beats_the_global_mean() -> None:
+def test_biased_mf_beats_the_global_mean(device: str) -> None:
     split = low_rank_split()
-    res = fit_biased_mf(split, SMALL, device="cpu", seed=0)
+    res = fit_biased_mf(split, SMALL, device=device, seed=0)
     baseline = rmse(mean_baseline_predictions("global-mean", split.train, split.test), split.test.values)
     assert res.metrics["rmse"] < 0.8 * baseline
     # the reported state is the best validation epoch, and its test RMSE is the one logged at that epoch

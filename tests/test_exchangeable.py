@@ -246,12 +246,12 @@ def test_values_to_classes_mappings() -> None:
 
 
 @pytest.mark.parametrize("kind", ["self_supervised", "factorized"])
-def test_tiny_fit_beats_global_mean(kind: str) -> None:
+def test_tiny_fit_beats_global_mean(kind: str, device: str) -> None:
     split = _synthetic_split()
     config = ExchangeableConfig(
         kind=kind, lr=3e-3, epochs=120, eval_every=20, patience=100, init_std=None, dropout=0.1, **TINY
     )
-    result = fit_exchangeable(split, config, device="cpu", seed=0)
+    result = fit_exchangeable(split, config, device=device, seed=0)
     global_mean = rmse(np.full(len(split.test), split.train.values.mean()), split.test.values)
     assert result.metrics["rmse"] < 0.8 * global_mean
     assert list(result.history.columns[:4]) == ["epoch", "train_loss", "valid_rmse", "test_rmse"]

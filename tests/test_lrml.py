@@ -126,9 +126,9 @@ def test_paper_and_code_attention_are_the_same_function_class() -> None:
 
 
 @pytest.mark.parametrize("copy_relations", [True, False])
-def test_tiny_fit_beats_random(copy_relations: bool) -> None:
+def test_tiny_fit_beats_random(copy_relations: bool, device: str) -> None:
     loo = synthetic_leave_one_out()  # random sampled HR@5 = 5/21 = 0.24; full HR@10 = 10/34 = 0.29
-    res = fit_lrml(loo, replace(SMALL, copy_relations=copy_relations), device="cpu", seed=0, ks=(5, 10))
+    res = fit_lrml(loo, replace(SMALL, copy_relations=copy_relations), device=device, seed=0, ks=(5, 10))
     assert res.metrics["sampled/hr@5"] > 0.6
     assert res.metrics["full/hr@10"] > 0.6
     assert set(res.metrics) >= {"sampled/hr@10", "sampled/ndcg@10", "full/hr@10", "full/ndcg@10", "full/mrr"}

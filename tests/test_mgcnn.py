@@ -221,9 +221,9 @@ def test_test_values_never_reach_the_loss_or_gradients(model):
     assert loss3 != base_loss
 
 
-def test_tiny_fit_beats_global_mean():
+def test_tiny_fit_beats_global_mean(device: str):
     split = toy_split()
-    res = fit_mgcnn(split, MGCNNConfig(rank=3, n_iterations=160, eval_every=20), device="cpu", seed=0)
+    res = fit_mgcnn(split, MGCNNConfig(rank=3, n_iterations=160, eval_every=20), device=device, seed=0)
     assert res.metrics["rmse"] < 0.6 * global_mean_rmse(split)
     assert res.best_epoch == res.history.loc[res.history["valid_rmse"].idxmin(), "iteration"]
     assert res.metrics["rmse"] == pytest.approx(res.history.set_index("iteration").loc[res.best_epoch, "test_rmse"])
@@ -276,15 +276,17 @@ def test_presets_carry_the_notebook_values():
 # --- baselines ------------------------------------------------------------------------------------------
 
 
-def test_graph_mc_baselines_recover_a_low_rank_matrix():
+def test_graph_mc_baselines_recover_a_low_rank_matrix(device: str):
     split = toy_split()
     mean = global_mean_rmse(split)
-    si = fit_soft_impute(split, SoftImputeConfig(lambda_fractions=(0.3, 0.1, 0.03, 0.01), max_iter=50), device="cpu")
+    si = fit_soft_impute(split, SoftImputeConfig(lambda_fractions=(0.3, 0.1, 0.03, 0.01), max_iter=50), device=device)
     assert si.metrics["rmse"] < 0.3 * mean
     assert si.config["selected"]["lambda_fraction"] == si.history.loc[si.best_epoch, "lambda_fraction"]
-    grals = fit_grals(split, GRALSConfig(rank=3, lambda_ridge=(0.1,), lambda_graph=(0.1, 1.0), n_outer=10))
+    grals = fit_grals(
+        split, GRALSConfig(rank=3, lambda_ridge=(0.1,), lambda_graph=(0.1, 1.0), n_outer=10), device=device
+    )
     assert grals.metrics["rmse"] < 0.3 * mean
-    gmc = fit_gmc(split, GMCConfig(lambda_fractions=(0.1, 0.03), gammas=(0.1,), max_iter=50), device="cpu")
+    gmc = fit_gmc(split, GMCConfig(lambda_fractions=(0.1, 0.03), gammas=(0.1,), max_iter=50), device=device)
     assert gmc.metrics["rmse"] < 0.5 * mean
     with pytest.raises(ValueError, match="split.valid"):
         fit_soft_impute(replace(split, valid=None), device="cpu")

@@ -156,10 +156,10 @@ def test_fit_is_deterministic_for_a_seed() -> None:
     assert list(a.history.columns[:5]) == ["epoch", "train_loss", "train_rmse", "valid_rmse", "test_rmse"]
 
 
-def test_tiny_fit_beats_global_mean_on_low_rank_data() -> None:
+def test_tiny_fit_beats_global_mean_on_low_rank_data(device: str) -> None:
     split = low_rank_split()
     cfg = NNMFConfig(d=4, d_prime=8, hidden=(16, 16), lr=1e-2, lam=0.05, max_epochs=400, patience=400, eval_every=10)
-    res = fit_nnmf(split, cfg, device="cpu", seed=0)
+    res = fit_nnmf(split, cfg, device=device, seed=0)
     mean_rmse = float(np.sqrt(np.mean((split.test.values - split.train.values.mean()) ** 2)))
     assert res.metrics["rmse"] < 0.7 * mean_rmse, (res.metrics, mean_rmse)
     lo, hi = split.rating_range

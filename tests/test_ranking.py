@@ -125,10 +125,10 @@ FITS = {
 
 
 @pytest.mark.parametrize("name", sorted(FITS))
-def test_baselines_beat_random_on_planted_structure(name: str) -> None:
+def test_baselines_beat_random_on_planted_structure(name: str, device: str) -> None:
     fit, cfg = FITS[name]
     loo = synthetic_leave_one_out()  # 20 negatives: random HR@5 = 5/21 = 0.24
-    res = fit(loo, cfg, device="cpu", seed=0, ks=(5, 10))
+    res = fit(loo, cfg, device=device, seed=0, ks=(5, 10))
     assert res.metrics["sampled/hr@5"] > 0.6
     # full ranking: 34 candidates per user, random HR@10 = 10/34 = 0.29
     assert res.metrics["full/hr@10"] > 0.6

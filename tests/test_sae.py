@@ -257,7 +257,7 @@ def _anisotropic_mf(seed: int) -> BiasedMF:
     return m
 
 
-def test_prediction_aware_beats_reconstruction_only_on_a_synthetic_case() -> None:
+def test_prediction_aware_beats_reconstruction_only_on_a_synthetic_case(device: str) -> None:
     cfg = SAEConfig(
         latent_dim=4,
         layernorm=False,
@@ -274,8 +274,8 @@ def test_prediction_aware_beats_reconstruction_only_on_a_synthetic_case() -> Non
     )
     mf = _anisotropic_mf(0)
     tr, te = split_users(250, seed=0)
-    _, aware = fit_sae(mf, cfg, side="user", train_ids=tr, test_ids=te, device="cpu", seed=0)
-    _, plain = fit_sae(mf, reconstruction_only(cfg), side="user", train_ids=tr, test_ids=te, device="cpu", seed=0)
+    _, aware = fit_sae(mf, cfg, side="user", train_ids=tr, test_ids=te, device=device, seed=0)
+    _, plain = fit_sae(mf, reconstruction_only(cfg), side="user", train_ids=tr, test_ids=te, device=device, seed=0)
     assert aware.metrics["rbo"] > plain.metrics["rbo"] + 0.05
     assert aware.metrics["pred"] < plain.metrics["pred"]
     assert plain.metrics["recon_mse_user"] < aware.metrics["recon_mse_user"]  # the price: worse embeddings
