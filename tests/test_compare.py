@@ -11,7 +11,15 @@ import pytest
 
 from recrepro.catalog import UNAVAILABLE_DATA
 from recrepro.claims import CLAIM_COLUMNS, load_claims
-from recrepro.compare import NOT_IMPLEMENTED, diff, printed_half_unit, render, summarise, tolerance
+from recrepro.compare import (
+    NOT_IMPLEMENTED,
+    diff,
+    printed_half_unit,
+    render,
+    selection_optimism,
+    summarise,
+    tolerance,
+)
 
 # claim_id, dataset_key, method_key, metric_key, printed value, lower_is_better
 CLAIMS = [
@@ -155,3 +163,24 @@ def test_render_formats(claims: pd.DataFrame, fmt: str) -> None:
 def test_render_rejects_unknown_format(claims: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="unknown format 'html'"):
         render(diff(claims, metrics_frame()), "html")
+
+
+def test_selection_optimism_is_test_at_best_validation_against_the_best_test() -> None:
+    curves = pd.DataFrame(
+        {
+            "dataset": ["d"] * 6,
+            "method": ["m"] * 6,
+            "seed": [0, 0, 0, 1, 1, 1],
+            "epoch": [10, 20, 30, 10, 20, 30],
+            "valid_rmse": [1.0, 0.8, 0.9, 1.0, 0.95, 0.7],
+            "test_rmse": [1.1, 0.9, 0.85, 1.2, 1.0, 0.9],
+        }
+    )
+    row = selection_optimism(curves).iloc[0]
+    # seed 0: best validation at epoch 20 -> test 0.9, best test 0.85; seed 1: epoch 30 -> 0.9, best test 0.9
+    assert row["seeds"] == 2
+    assert row["test_at_best_valid"] == pytest.approx(0.9)
+    assert row["best_test"] == pytest.approx(0.875)
+    assert row["optimism"] == pytest.approx(0.025)
+    no_valid = curves.assign(valid_rmse=float("nan"))  # Monti's paper protocol logs no validation RMSE
+    assert selection_optimism(no_valid).empty and selection_optimism(curves.drop(columns="valid_rmse")).empty

@@ -56,6 +56,41 @@ def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
     return agg
 
 
+def selection_optimism(curves: pd.DataFrame) -> pd.DataFrame:
+    """What test-set selection would have reported, from a run's learning curves (RMSE, lower is better).
+
+    Per fit (dataset, method, protocol, seed; a grid's configs count as one fit, as the notebooks select over
+    them): the test RMSE at the evaluation with the lowest validation RMSE (what we report) and the lowest test
+    RMSE over all evaluations (what a "best test" log, e.g. Hartford et al.'s ``min_ts_loss``, shows). Returns
+    their means over seeds and the mean optimism (ours - best test, >= 0). Curves without a validation RMSE
+    (Monti's paper protocol) are left out.
+    """
+    if not {"valid_rmse", "test_rmse", "dataset", "method", "seed"} <= set(curves.columns):
+        return pd.DataFrame()
+    keys = [c for c in ("dataset", "method", "protocol") if c in curves.columns]
+    c = curves.dropna(subset=["valid_rmse", "test_rmse"])
+    fits = (
+        c.groupby([*keys, "seed"], dropna=False)
+        .apply(
+            lambda g: pd.Series(
+                {"test_at_best_valid": g.loc[g["valid_rmse"].idxmin(), "test_rmse"], "best_test": g["test_rmse"].min()}
+            ),
+            include_groups=False,
+        )
+        .reset_index()
+    )
+    if fits.empty:
+        return fits
+    fits["optimism"] = fits["test_at_best_valid"] - fits["best_test"]
+    out = fits.groupby(keys, dropna=False).agg(
+        seeds=("seed", "nunique"),
+        test_at_best_valid=("test_at_best_valid", "mean"),
+        best_test=("best_test", "mean"),
+        optimism=("optimism", "mean"),
+    )
+    return out.reset_index()
+
+
 def _unavailable_reason(dataset_key: str) -> str | None:
     why = UNAVAILABLE_DATA.get(dataset_key)
     return None if why is None else f"not run: {why}"
