@@ -248,13 +248,8 @@ def run_notebook(
     staging.mkdir(parents=True)
     snapshot = source_snapshot(root)
     notebook_sha = _sha256((root / "notebooks" / f"{stem}.py").read_bytes())
-    checkpoint_dir = (
-        root
-        / "results"
-        / "checkpoints"
-        / stem
-        / f"{profile}-{resume_key(stem, params, root, droot, snapshot, notebook_sha)}"
-    )
+    key = resume_key(stem, params, root, droot, snapshot, notebook_sha)
+    checkpoint_dir = root / "results" / "checkpoints" / stem / f"{profile}-{key}"
     if force:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # --force recomputes every unit
     params.update(output_dir=_relative(staging, root), checkpoint_dir=_relative(checkpoint_dir, root))
