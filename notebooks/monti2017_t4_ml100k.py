@@ -7,8 +7,9 @@
 #
 # Methods: sRMGCNN (the separable recurrent multi-graph CNN, both graphs), the global / user / movie mean
 # predictors (and the user+movie average), MC (nuclear-norm completion by soft-impute), GMC (graph-regularised
-# nuclear norm) and GRALS (graph-regularised ALS). Protocol and every hyperparameter's source:
-# `recrepro.experiments.monti2017`.
+# nuclear norm), GRALS (graph-regularised ALS) and IMC (inductive matrix completion: a rating predicted from
+# the user's features -- age, gender, occupation -- and the movie's 19 genre flags only, through a low-rank
+# bilinear map). Protocol and every hyperparameter's source: `recrepro.experiments.monti2017`.
 #
 # **Two protocols for sRMGCNN.** The authors' notebook has no validation set: it trains on all of `u1.base`
 # for 10,000 full-batch Adam iterations, evaluates the *test* RMSE every 10 iterations and prints the one at
@@ -17,8 +18,8 @@
 # as a validation set, the model trains on the rest for the same 10,000 iterations and the test RMSE is read
 # at the best *validation* evaluation. Both keep the authors' output layer, which min-max rescales the whole
 # predicted matrix onto [1, 5] (it uses no test rating, but makes every prediction depend on the matrix's
-# two extreme entries). GRALS, GMC and MC choose their regularisation on the same kind of 10% validation
-# carve (seed 0) and, being deterministic, run once.
+# two extreme entries). GRALS, GMC, MC and IMC choose their regularisation (IMC: also its rank) on the same
+# kind of 10% validation carve (seed 0) and, being deterministic given it, run once.
 #
 # `max_iterations` caps sRMGCNN's 10,000 iterations for a CPU run; the rows are then labelled *reduced budget*.
 
@@ -61,7 +62,7 @@ compare.summarise(shown).pivot(index=["dataset", "method"], columns="metric", va
 
 # %% [markdown]
 # ## Paper vs ours
-# The paper's sRMGCNN row is compared with our paper-protocol rows; MC, GMC and GRALS are our own runs of
+# The paper's sRMGCNN row is compared with our paper-protocol rows; MC, GMC, GRALS and IMC are our own runs of
 # those methods (the paper quotes them from earlier work, whose tuning protocol we could not recover). The
 # mean predictors are closed form and agree with the paper to the printed digit (the `baselines_rating`
 # table computes them from the official `u1` files too).

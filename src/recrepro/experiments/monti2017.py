@@ -7,7 +7,8 @@ Tables (one notebook each, ``run(recorder, table=...)``):
   with the suffix ``-users-graph``, the paper's Table 3 whose values were not recovered).
 * ``t4_ml100k`` -- ML-100K ``split_1.mat`` (``load_split("ml-100k-monti")``: exactly the ratings of
   ``u1.base``/``u1.test``, so its rows are recorded under the claims' dataset key ``ml-100k/u1``), both
-  graphs: sRMGCNN, the mean predictors, MC (soft-impute), GMC, GRALS.
+  graphs: sRMGCNN, the mean predictors, MC (soft-impute), GMC, GRALS, and IMC on ML-100K's user and item
+  features (``recrepro.data.side_features``; the only dataset of the three tables that ships features).
 * ``t5_real`` -- Monti's 3000 x 3000 Douban (user graph only, as shipped), Flixster (both graphs, and users
   graph only: suffix ``-users-graph``) and YahooMusic (item graph only, as shipped): sRMGCNN, GRALS, the mean
   predictors. The full RMGCNN is not run on them: its activations need ~150 GB (``benchmarks/bench_mgcnn.py``).
@@ -27,11 +28,12 @@ Both keep the authors' output layer: the network's score matrix X is min-max res
 loss and at prediction. It uses the predictions at every entry, the test entries included, but never a test
 rating; it is part of the model, not a selection on test data, so it is kept in both protocols.
 
-GRALS, GMC and MC (``recrepro.models.graph_mc``) pick their regularisation weights on the same kind of
-validation carve (10% of the training entries, seed 0) and report the test RMSE of the chosen candidate. They
-are deterministic given the carve (exact SVDs, conjugate gradient, no random initialisation), so they run
-once (seed 0). The mean predictors are closed form on the whole training part. The paper quotes its GMC/MC
-numbers from earlier work (protocol not recovered); ours are our own runs of those methods.
+GRALS, GMC, MC (``recrepro.models.graph_mc``) and IMC (``recrepro.models.imc``) pick their regularisation
+weights on the same kind of validation carve (10% of the training entries, seed 0) and report the test RMSE of
+the chosen candidate. They are deterministic given the carve (exact SVDs, conjugate gradient, no random
+initialisation; IMC's ALS starts from a random H drawn with seed 0), so they run once (seed 0). The mean
+predictors are closed form on the whole training part. The paper quotes its GMC/MC/IMC numbers from earlier
+work (protocol not recovered); ours are our own runs of those methods.
 
 Hyperparameter sources (paper = Monti et al. 2017, recalled and unverified; code = fmonti/mgcnn notebooks, as
 summarised in /work/shared/research/protocols.md section 4.2; ``MGCNNConfig.preset`` carries them):
@@ -59,6 +61,8 @@ summarised in /work/shared/research/protocols.md section 4.2; ``MGCNNConfig.pres
   the dense X the useful γ is small, and the smallest γ wins: GMC ≈ MC here). On Synthetic Netflix:
   ``GMCConfig``'s γ grid with the λ path extended down to 0.001 σ_max (it chose the smallest λ): our choice.
 * MC: ``SoftImputeConfig`` (λ/σ_max from 0.5 down to 0.01, warm-started, exact SVDs): our choice.
+* IMC: ``IMCConfig`` (rank ∈ {1, 2, 5, 10, 20} x λ ∈ {0.01, ..., 100}, 50 ALS sweeps, centred, a constant
+  feature column on both sides); features age, gender, occupation / 19 genres (as GC-MC's): our choice.
 * Grid edges a method chose are visible in the ``tuning`` side table.
 
 Budget labels: a run below the full protocol -- sRMGCNN/RMGCNN iterations capped by ``max_iterations``, fewer
@@ -79,10 +83,12 @@ import numpy as np
 import pandas as pd
 
 from ..data import load_split
+from ..data.side_features import ml100k_feature_matrices
 from ..data.types import RatingSplit
 from ..metrics import rmse
 from ..models.baselines import MEAN_BASELINES, mean_baseline_predictions
 from ..models.graph_mc import GMCConfig, GRALSConfig, SoftImputeConfig, fit_gmc, fit_grals, fit_soft_impute
+from ..models.imc import IMCConfig, fit_imc
 from ..models.mgcnn import MGCNNConfig, fit_mgcnn
 from ..results import RunRecorder
 from ..training import load_checkpoint
@@ -101,7 +107,7 @@ class Unit:
 
     dataset: str  # dataset key of the metric rows (matches results/claims.csv)
     split: str  # load_split name
-    method: str  # srmgcnn, rmgcnn, grals, gmc, mc
+    method: str  # srmgcnn, rmgcnn, grals, gmc, mc, imc
     graphs: str = "shipped"  # "shipped": the graphs in the file; "users": the item graph dropped
 
     @property
@@ -130,6 +136,7 @@ TABLE_UNITS: dict[str, tuple[Unit, ...]] = {
         Unit("ml-100k/u1", _ML, "mc"),
         Unit("ml-100k/u1", _ML, "gmc"),
         Unit("ml-100k/u1", _ML, "grals"),
+        Unit("ml-100k/u1", _ML, "imc"),
     ),
     "t5_real": (
         Unit(_DB, _DB, "srmgcnn"),
@@ -161,6 +168,8 @@ def _full_baseline_config(unit: Unit) -> Any:
         return _GMC_SYNTHETIC if synthetic else _GMC_REAL
     if unit.method == "mc":
         return SoftImputeConfig()
+    if unit.method == "imc":
+        return IMCConfig()
     raise ValueError(f"{unit.method!r} is not a baseline")
 
 
@@ -170,6 +179,8 @@ def _smoke_baseline_config(unit: Unit) -> Any:
         return replace(full, lambda_ridge=full.lambda_ridge[1:2], lambda_graph=full.lambda_graph[1:3], n_outer=2)
     if unit.method == "gmc":
         return replace(full, lambda_fractions=full.lambda_fractions[:1], gammas=full.gammas[:1], max_iter=3)
+    if unit.method == "imc":
+        return replace(full, ranks=(1, 2), lambdas=(1.0,), n_sweeps=3)
     return replace(full, lambda_fractions=(0.1, 0.03), max_iter=3)
 
 
@@ -278,10 +289,15 @@ def _fit_mgcnn(
     }
 
 
-def _fit_baseline(unit: Unit, config: Any, split: RatingSplit, device: str) -> dict[str, Any]:
+def _fit_baseline(unit: Unit, config: Any, split: RatingSplit, device: str, data_root: str | None) -> dict[str, Any]:
     carved = split.with_validation(VALID_FRACTION, seed=BASELINE_SEED)
     t0 = time.perf_counter()
-    if unit.method == "grals":
+    if unit.method == "imc":
+        if unit.split != _ML:
+            raise ValueError(f"IMC needs side features; only {_ML} has them, not {unit.split}")
+        user_x, item_x, _, _ = ml100k_feature_matrices(data_root)
+        res = fit_imc(carved, user_x, item_x, config, device=device, seed=BASELINE_SEED)
+    elif unit.method == "grals":
         res = fit_grals(carved, config, device=device, seed=BASELINE_SEED)
     elif unit.method == "gmc":
         res = fit_gmc(carved, config, device=device)
@@ -379,7 +395,7 @@ def run(
             key = unit.method_key()
 
             def fit_b(unit=unit, config=config) -> dict[str, Any]:
-                return _fit_baseline(unit, config, split_of(unit), device)
+                return _fit_baseline(unit, config, split_of(unit), device, data_root)
 
             out = recorder.cached(f"{table}-{_slug(unit.dataset)}-{key}", fit_b)
             recorder.add(unit.dataset, key, "rmse", out["rmse"], seed=BASELINE_SEED, **extra)
