@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from recrepro.results import RunRecorder, atomic_write_json, atomic_write_text, load_run, publish_run, run_dir
-from recrepro.runner import code_hash, input_hash, resume_key, source_snapshot
+from recrepro.runner import _recrepro_imports, code_hash, input_hash, resume_key, source_snapshot, static_imports
 
 MODULES = ["recrepro.models.baselines", "recrepro.metrics", "recrepro.data.types", "recrepro.training"]
 
@@ -164,14 +164,47 @@ def test_code_hash_changes_with_the_source(repo_root: Path, tmp_path: Path) -> N
     assert input_hash("baselines_rating", {"profile": "smoke"}, fake, None, MODULES)[0] != h_before
 
 
-def test_resume_key_ignores_presentation_modules_but_not_numeric_code(repo_root: Path) -> None:
-    """Checkpoints are keyed before a run knows its imports (modules=None): every package file but the book's."""
+def test_resume_key_covers_the_notebooks_imports_but_not_the_book(repo_root: Path) -> None:
+    """Editing another notebook's model or the book keeps a run's checkpoints; editing its own code does not."""
     snapshot = source_snapshot(repo_root)
-    base = code_hash(repo_root, None, snapshot)
-    assert code_hash(repo_root, None, {**snapshot, "src/recrepro/book.py": "edited"}) == base
-    assert code_hash(repo_root, None, {**snapshot, "src/recrepro/compare.py": "edited"}) == base
-    assert code_hash(repo_root, None, {**snapshot, "src/recrepro/models/mgcnn.py": "edited"}) != base
-    assert code_hash(repo_root, None, {**snapshot, "src/recrepro/metrics.py": "edited"}) != base
+    params = {"profile": "full", "device": "cpu"}
+
+    def key(**edits: str) -> str:
+        return resume_key("monti2017_t4_ml100k", params, repo_root, None, {**snapshot, **edits})
+
+    base = key()
+    assert key(**{"src/recrepro/book.py": "edited", "src/recrepro/compare.py": "edited"}) == base
+    assert key(**{"src/recrepro/models/lrml.py": "edited", "src/recrepro/models/nnmf.py": "edited"}) == base
+    assert key(**{"src/recrepro/models/mgcnn.py": "edited"}) != base
+    assert key(**{"src/recrepro/metrics.py": "edited"}) != base
+    assert key(**{"src/recrepro/data/side_features.py": "edited"}) != base  # imported by the experiment only
+
+
+def test_relative_imports_resolve_to_package_modules() -> None:
+    source = "from ..data import load_split\nfrom . import resolve_seeds\nimport recrepro.metrics, numpy\n"
+    source += "def f():\n    from .other import thing\n"
+    assert _recrepro_imports(source, "recrepro.experiments.monti2017", False) == {
+        "recrepro.data",
+        "recrepro.data.load_split",
+        "recrepro.experiments",
+        "recrepro.experiments.resolve_seeds",
+        "recrepro.metrics",
+        "recrepro.experiments.other",
+        "recrepro.experiments.other.thing",
+    }
+    assert _recrepro_imports("from .monti import load_monti", "recrepro.data", True) == {
+        "recrepro.data.monti",
+        "recrepro.data.monti.load_monti",
+    }
+
+
+def test_static_imports_cover_every_module_a_committed_run_loaded(repo_root: Path) -> None:
+    """What a run records (sys.modules at its end) is within what the checkpoint key covers before it starts."""
+    runs = sorted((repo_root / "results" / "runs").glob("*/full/provenance.json"))
+    assert runs
+    for path in runs:
+        loaded = set(json.loads(path.read_text())["code_modules"])
+        assert loaded <= set(static_imports(repo_root, path.parent.parent.name)), path
 
 
 def test_resume_key_is_shared_by_runs_that_differ_only_in_seeds(repo_root: Path) -> None:

@@ -8,6 +8,7 @@ marks a result whose inputs changed since it was produced as stale.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -126,6 +127,48 @@ def input_hash(
     return _sha256(json.dumps(parts, sort_keys=True).encode()), parts
 
 
+def _recrepro_imports(source: str, module: str | None, is_package: bool) -> set[str]:
+    """Dotted names a source file's import statements may load from recrepro (relative imports resolved).
+
+    ``from a import b`` yields both ``a`` and ``a.b`` (``b`` may be a submodule); names that are not modules
+    are dropped by the caller. Imports inside functions count too, so the result is a superset.
+    """
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                if module is None:
+                    continue
+                package = module.split(".") if is_package else module.split(".")[:-1]
+                base = ".".join([*package[: len(package) - node.level + 1], *([node.module] if node.module else [])])
+            names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        found.update(n for n in names if n == "recrepro" or n.startswith("recrepro."))
+    return found
+
+
+def static_imports(root: Path, stem: str) -> list[str]:
+    """The recrepro modules notebook ``stem`` can load, found by following its import statements through the
+    package source without running anything (parent packages included). A superset of the ``code_modules`` a
+    run records, known before the run starts."""
+    pending = _recrepro_imports((root / "notebooks" / f"{stem}.py").read_text(), None, False)
+    seen: set[str] = set()
+    while pending:
+        parts = pending.pop().split(".")
+        for depth in range(1, len(parts) + 1):
+            name = ".".join(parts[:depth])
+            path = module_path(root, name)
+            if name in seen or not path.is_file():
+                continue
+            seen.add(name)
+            pending |= _recrepro_imports(path.read_text(), name, path.name == "__init__.py")
+    return sorted(seen)
+
+
 def resume_key(
     stem: str,
     parameters: dict[str, Any],
@@ -136,11 +179,14 @@ def resume_key(
 ) -> str:
     """Name of the checkpoint folder: the inputs less the presentation modules and the seed list.
 
-    Every unit is keyed by its own seed, so runs that differ only in ``seeds`` share their finished units
-    (a 5-seed run after a 3-seed run computes seeds 3 and 4 only).
+    The code part covers the modules the notebook can import (``static_imports``), so editing another
+    notebook's model keeps this notebook's checkpoints, across sessions too. Every unit is keyed by its own
+    seed, so runs that differ only in ``seeds`` share their finished units (a 5-seed run after a 3-seed run
+    computes seeds 3 and 4 only).
     """
     params = {k: v for k, v in parameters.items() if k != "seeds"}
-    return input_hash(stem, params, root, data_root, None, snapshot, notebook_sha)[0][:12]
+    modules = static_imports(root, stem)
+    return input_hash(stem, params, root, data_root, modules, snapshot, notebook_sha)[0][:12]
 
 
 def _git(root: Path, *args: str) -> str:
