@@ -162,3 +162,35 @@ def test_paper_and_code_attention_train_identically() -> None:
         torch.tensor(paper.history["train_loss"].to_numpy()), torch.tensor(code.history["train_loss"].to_numpy())
     )
     assert paper.metrics == pytest.approx(code.metrics, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"copy_relations": False}, {"copy_relations": True, "grad_clip_norm": 0.5}, {"optimizer": "sgd", "lr": 0.05}],
+    ids=["paper", "code-with-grad-clip", "sgd"],
+)
+def test_row_sparse_steps_equal_dense_steps(overrides: dict) -> None:
+    """Row-sparse gradients (the shared loop's choice for Adagrad/SGD) give the dense trajectory: a zero gradient
+    row moves nothing, and clipping the touched rows suffices once the first step has clipped them all."""
+    from recrepro.models.ranking import _clip_grads_like_lrml_code, make_optimizer
+
+    cfg = replace(SMALL, init_std=0.6, **overrides)  # init outside the unit ball: the first clip matters
+    models = [LRML(10, 12, cfg, torch.Generator().manual_seed(0)) for _ in range(2)]
+    models[1].sparse_grads = True
+    optimizers = [make_optimizer(m.parameters(), cfg) for m in models]
+    gen = torch.Generator().manual_seed(1)
+    for step in range(30):
+        users, pos = torch.randint(0, 4, (6,), generator=gen), torch.randint(0, 5, (6,), generator=gen)
+        neg = torch.randint(0, 12, (6, 2), generator=gen)  # few users and items per step: most rows untouched
+        for model, opt in zip(models, optimizers, strict=True):
+            opt.zero_grad(set_to_none=True)
+            model.loss(users, pos, neg).backward()
+            if cfg.grad_clip_norm is not None:
+                _clip_grads_like_lrml_code(list(model.parameters()), cfg.grad_clip_norm)
+            opt.step()
+            with torch.no_grad():
+                model.constrain(rows_only=step > 0)
+    assert models[1].user.grad.is_sparse and not models[0].user.grad.is_sparse
+    for dense, sparse in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-6)
+    assert float(models[0].user.norm(dim=1).max()) <= 1.0 + 1e-6

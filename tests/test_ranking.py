@@ -215,3 +215,21 @@ def test_ials_objective_never_increases_and_resumes(tmp_path) -> None:
     resumed = fit_ials(loo, cfg, device="cpu", seed=0, checkpoint_path=ckpt, protocol_eval=("sampled",))
     assert resumed.metrics == full.metrics
     np.testing.assert_allclose(resumed.history["train_loss"], losses)
+
+
+def test_cml_squared_distances_equal_the_direct_form() -> None:
+    from recrepro.models.ranking import CML, CMLConfig
+
+    model = CML(7, 9, CMLConfig(dim=5), torch.Generator().manual_seed(0))
+    users, items = torch.tensor([0, 3, 6]), torch.tensor([[0, 1, 8], [2, 2, 5], [7, 4, 3]])
+    direct = (model.user[users][:, None, :] - model.item[items]).pow(2).sum(-1)
+    torch.testing.assert_close(model.squared_distances(model.user[users], items), direct, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.score(users, items), -direct, rtol=1e-5, atol=1e-6)
+
+
+def test_clip_rows_of_a_subset_leaves_the_other_rows() -> None:
+    from recrepro.models.ranking import clip_rows_
+
+    w = torch.tensor([[3.0, 4.0], [0.3, 0.4], [6.0, 8.0]])
+    clip_rows_(w, 1.0, torch.tensor([0, 1]))
+    torch.testing.assert_close(w, torch.tensor([[0.6, 0.8], [0.3, 0.4], [6.0, 8.0]]))

@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from recrepro.data.types import LeaveOneOut
-from recrepro.models.ranking import DEFAULT_KS, EvalProtocol, PairwiseModel, clip_rows_, fit_pairwise
+from recrepro.models.ranking import DEFAULT_KS, EvalProtocol, PairwiseModel, clip_rows_, fit_pairwise, touched_rows
 from recrepro.training import FitResult
 
 
@@ -117,7 +117,7 @@ class LRML(PairwiseModel):
         self.memory = nn.Parameter(memory, requires_grad=cfg.train_memory)
 
     def _embed(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        e = table[idx]
+        e = self.lookup(table, idx)
         if self.cfg.norm_clip is not None and self.cfg.norm_clip_mode == "forward":
             e = e * torch.clamp(self.cfg.norm_clip / e.norm(dim=-1, keepdim=True).clamp_min(1e-12), max=1.0)
         return e
@@ -157,10 +157,10 @@ class LRML(PairwiseModel):
         r, _ = self.relation(p, q)
         return -self.distance(p, q, r)
 
-    def constrain(self) -> None:
+    def constrain(self, rows_only: bool = False) -> None:
         if self.cfg.norm_clip is not None and self.cfg.norm_clip_mode == "post_step":
-            clip_rows_(self.user.data, self.cfg.norm_clip)
-            clip_rows_(self.item.data, self.cfg.norm_clip)
+            for table in (self.user, self.item):
+                clip_rows_(table.data, self.cfg.norm_clip, touched_rows(table) if rows_only else None)
 
 
 def fit_lrml(
