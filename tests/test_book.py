@@ -57,3 +57,39 @@ def test_measurements_table_shows_mean_std_and_budget_per_row() -> None:
     assert "2.0000 ± 1.4142 (n=2)" in row_m and "7.0000" in row_m and "2 of 5 seeds" in row_m
     row_base = next(line for line in text.splitlines() if "| base " in line)
     assert "2.0000" in row_base and "full" in row_base and "9.0" not in row_base
+
+
+def test_full_protocol_costs_multiply_measured_speed_by_the_full_budget(tmp_path) -> None:
+    from recrepro.book import full_protocol_costs
+
+    def write(stem: str, name: str, text: str) -> None:
+        run = tmp_path / "results" / "runs" / stem / "full"
+        run.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(text)
+
+    write(
+        "monti2017_t4_ml100k",
+        "cost.csv",
+        "dataset,method,device,measured_seconds_per_iteration,full_iterations,full_seeds,full_hours_per_seed,"
+        "full_hours_all_seeds\nml-100k/u1,srmgcnn,cpu,0.36,10000,5,1.0,5.0\nall,total,cpu,,,5,1.0,5.0\n",
+    )
+    write(
+        "nnmf2015_movielens",
+        "cost.csv",
+        "dataset,method,fits,seconds_per_epoch,epochs_per_fit,fits_hitting_cap,wall_seconds,max_epochs\n"
+        "ml-1m/random-90-10,nnmf,1,2.0,100,1,200,100\n",
+    )
+    write(
+        "lrml2018_ml1m",
+        "timing.csv",
+        "dataset,method,seed,seconds_per_epoch\nml-1m/ncf-loo,lrml,0,3.6\nml-1m/ncf-loo,popularity,0,\n",
+    )
+    metrics = pd.DataFrame(
+        {"notebook": ["monti2017_t4_ml100k"], "dataset": ["ml-100k/u1"], "method": ["srmgcnn"], "budget": [None]}
+    )
+    costs = full_protocol_costs(tmp_path, metrics).set_index("method")
+    assert set(costs.index) == {"srmgcnn", "nnmf", "lrml"}  # the total row and untimed popularity are dropped
+    assert costs.loc["srmgcnn", "CPU-hours"] == 5.0 and costs.loc["srmgcnn", "committed run"] == "full protocol"
+    assert costs.loc["nnmf", "CPU-hours"] == 2.0 * 10_000 * 9 * 5 / 3600  # every grid point of every seed
+    assert costs.loc["lrml", "CPU-hours"] == 3.6 * 500 * (4 + 4) / 3600  # 4 grid trials, then 4 more seeds
+    assert costs.loc["lrml", "committed run"] == "not run"
