@@ -20,8 +20,9 @@
 #
 # **Methods.** `lrml` is the headline row: LRML as the paper describes it, the negative pair getting its own
 # relation vector (`copy_relations=False`). `lrml-code` is LRML as the authors' code runs it (the negative pair
-# reuses the positive pair's relation, `copy_relations=True`). Baselines: popularity, BPR-MF, CML (the metric
-# learning baseline LRML claims to beat) and iALS, the strong simple baseline of Rendle et al. (2020, 2021).
+# reuses the positive pair's relation, `copy_relations=True`). Baselines: popularity, BPR-MF, NeuMF (He et al.
+# 2017, the neural recommender of the NCF files' own paper), CML (the metric learning baseline LRML claims to beat)
+# and iALS, the strong simple baseline of Rendle et al. (2020, 2021).
 #
 # **Threads.** The experiment leaves PyTorch's thread count to the caller; on a shared CPU run it with
 # `OMP_NUM_THREADS=1` (on our 2 contended cores one thread was an order of magnitude faster than two).

@@ -15,10 +15,13 @@ from recrepro.models.ranking import (
     CMLConfig,
     IALSConfig,
     NegativeSampler,
+    NeuMF,
+    NeuMFConfig,
     evaluate_ranking,
     fit_bpr,
     fit_cml,
     fit_ials,
+    fit_neumf,
     fit_popularity,
     ials_solve,
     synthetic_leave_one_out,
@@ -121,6 +124,7 @@ FITS = {
     "bpr": (fit_bpr, BPRConfig(dim=16, lr=0.05, batch_size=64, epochs=20, eval_every=5)),
     "cml": (fit_cml, CMLConfig(dim=16, batch_size=64, n_negatives=5, epochs=20, eval_every=5)),
     "ials": (fit_ials, IALSConfig(dim=8, epochs=4)),
+    "neumf": (fit_neumf, NeuMFConfig(factors=8, layers=(16, 8), lr=0.01, batch_size=64, epochs=20, eval_every=5)),
 }
 
 
@@ -233,3 +237,21 @@ def test_clip_rows_of_a_subset_leaves_the_other_rows() -> None:
     w = torch.tensor([[3.0, 4.0], [0.3, 0.4], [6.0, 8.0]])
     clip_rows_(w, 1.0, torch.tensor([0, 1]))
     torch.testing.assert_close(w, torch.tensor([[0.6, 0.8], [0.3, 0.4], [6.0, 8.0]]))
+
+
+def test_neumf_logits_and_log_loss_by_hand() -> None:
+    """One logit = w·[p_g ⊙ q_g, MLP([p_m, q_m])] + b; the loss is the mean log loss over 1 + K instances."""
+    cfg = NeuMFConfig(factors=3, layers=(4, 2))
+    model = NeuMF(2, 5, cfg, torch.Generator().manual_seed(0))
+    users, pos, neg = torch.tensor([0, 1]), torch.tensor([1, 4]), torch.tensor([[0, 2], [3, 3]])
+    items = torch.cat([pos[:, None], neg], dim=1)
+    expected = torch.empty(2, 3)
+    for b in range(2):
+        for k in range(3):
+            u, i = users[b], items[b, k]
+            hidden = torch.relu(model.mlp[0](torch.cat([model.user_mlp[u], model.item_mlp[i]])))
+            expected[b, k] = model.out(torch.cat([model.user_gmf[u] * model.item_gmf[i], hidden]))[0]
+    torch.testing.assert_close(model.score(users, items), expected)
+    labels = torch.tensor([[1.0, 0.0, 0.0]]).expand(2, -1)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(expected, labels)
+    torch.testing.assert_close(model.loss(users, pos, neg), bce)

@@ -30,16 +30,20 @@ Methods and the source of every hyperparameter (config defaults are documented f
   bound, validation every 5 epochs; L2 distance as the official model file). This is the headline row.
 * ``lrml-code``: the authors' code (``copy_relations=True``: the negative reuses the positive pair's relation;
   ``attention="code"``), otherwise identical.
-* ``popularity``, ``bpr-mf`` (Rendle et al. 2009), ``cml`` (Hsieh et al. 2017, CollMetric defaults), ``ials``
-  (Rendle et al. 2021's parameterisation; the strong simple baseline of Rendle et al. 2020/2021).
+* ``popularity``, ``bpr-mf`` (Rendle et al. 2009), ``neumf`` (He et al. 2017, the authors' ``NeuMF.py``
+  defaults without pre-training: the neural baseline LRML's paper compares with), ``cml`` (Hsieh et al. 2017,
+  CollMetric defaults), ``ials`` (Rendle et al. 2021's parameterisation; the strong simple baseline of Rendle et
+  al. 2020/2021).
 * Grids (our choice; the paper's tuned values were not recovered): LRML and LRML-code margin {0.5 (DeepRec), 1.0}
-  x lr {0.05, 0.1 (DeepRec)}; BPR-MF lr {0.001, 0.005} x L2 {1e-5, 1e-3}; CML margin {0.5, 1.9 (CollMetric)} x
-  lr {0.05, 0.1 (CollMetric)}; iALS α₀ {0.1, 1.0} x λ {0.001, 0.01}.
-* Epoch upper bounds (early stopping decides): LRML 500 (DeepRec), BPR-MF 100 (our choice), CML 200 (our
-  choice), iALS 16 (Rendle et al. 2021). ``max_epochs`` caps them (one int for all, or a dict per method);
-  ``tune_grid=False`` replaces each grid by its single source-default point (LRML margin 0.5 / lr 0.1, BPR-MF
-  lr 0.001 / L2 1e-5, CML margin 1.9 / lr 0.1, iALS α₀ 0.1 / λ 0.01). A method run with less than the full budget
-  (capped epochs, no grid search, fewer than 5 seeds, a user subsample) carries ``budget="reduced: <why>"``.
+  x lr {0.05, 0.1 (DeepRec)}; BPR-MF lr {0.001, 0.005} x L2 {1e-5, 1e-3}; NeuMF lr {0.001 (NeuMF.py), 0.005}
+  x predictive factors {8 (NeuMF.py), 16}; CML margin {0.5, 1.9 (CollMetric)} x lr {0.05, 0.1 (CollMetric)};
+  iALS α₀ {0.1, 1.0} x λ {0.001, 0.01}.
+* Epoch upper bounds (early stopping decides): LRML 500 (DeepRec), BPR-MF 100 (our choice), NeuMF 20
+  (NeuMF.py), CML 200 (our choice), iALS 16 (Rendle et al. 2021). ``max_epochs`` caps them (one int for all, or
+  a dict per method); ``tune_grid=False`` replaces each grid by its single source-default point (LRML margin
+  0.5 / lr 0.1, BPR-MF lr 0.001 / L2 1e-5, NeuMF lr 0.001 / 8 factors, CML margin 1.9 / lr 0.1, iALS α₀ 0.1 /
+  λ 0.01). A method run with less than the full budget (capped epochs, no grid search, fewer than 5 seeds, a
+  user subsample) carries ``budget="reduced: <why>"``.
 
 Attention "paper" vs "code" is the same function (the paper's memory is the transpose of the code's, drawn from
 the same random numbers) and trains identically under Adagrad: ``tests/test_lrml.py::
@@ -69,10 +73,12 @@ from ..models.ranking import (
     BPRConfig,
     CMLConfig,
     IALSConfig,
+    NeuMFConfig,
     PopularityConfig,
     fit_bpr,
     fit_cml,
     fit_ials,
+    fit_neumf,
     fit_popularity,
     tune,
 )
@@ -84,10 +90,11 @@ UNAVAILABLE_SPLITS = {"ml-20m/loo": "ml-20m", "netflix/loo": "netflix"}
 KS: tuple[int, ...] = tuple(range(1, 21))
 PAPER_SEEDS = 5  # study rule: at least 5 seeds for headline numbers
 TUNING_SEED = 0
-METHOD_ORDER = ("popularity", "bpr-mf", "cml", "ials", "lrml-code", "lrml")
+METHOD_ORDER = ("popularity", "bpr-mf", "neumf", "cml", "ials", "lrml-code", "lrml")
 FIT_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "popularity": fit_popularity,
     "bpr-mf": fit_bpr,
+    "neumf": fit_neumf,
     "cml": fit_cml,
     "ials": fit_ials,
     "lrml": fit_lrml,
@@ -116,6 +123,7 @@ PROFILES = {
         configs={
             "popularity": PopularityConfig(),
             "bpr-mf": BPRConfig(),
+            "neumf": NeuMFConfig(),
             "cml": CMLConfig(),
             "ials": IALSConfig(),
             "lrml": LRMLConfig(copy_relations=False, attention="paper"),
@@ -124,19 +132,21 @@ PROFILES = {
         grids={
             "popularity": {},
             "bpr-mf": {"lr": [0.001, 0.005], "reg": [1e-5, 1e-3]},
+            "neumf": {"lr": [0.001, 0.005], "factors": [8, 16]},
             "cml": {"margin": [0.5, 1.9], "lr": [0.05, 0.1]},
             "ials": {"alpha0": [0.1, 1.0], "reg": [0.001, 0.01]},
             "lrml": LRML_GRID,
             "lrml-code": LRML_GRID,
         },
         note="4-trial grid per trained method on seed 0's validation view, early stopping, then 5 seeds; "
-        "epoch bounds LRML 500, BPR-MF 100, CML 200, iALS 16",
+        "epoch bounds LRML 500, BPR-MF 100, NeuMF 20, CML 200, iALS 16",
     ),
     "smoke": Profile(
         seeds=(0,),
         configs={
             "popularity": PopularityConfig(),
             "bpr-mf": BPRConfig(dim=16, epochs=2, patience=2),
+            "neumf": NeuMFConfig(factors=4, layers=(16, 8), epochs=2, patience=2, batch_size=1024),
             "cml": CMLConfig(dim=16, epochs=2, eval_every=1, patience=2, batch_size=5000),
             "ials": IALSConfig(dim=16, epochs=2),
             "lrml": LRMLConfig(
@@ -149,6 +159,7 @@ PROFILES = {
         grids={
             "popularity": {},
             "bpr-mf": {"lr": [0.005]},
+            "neumf": {"lr": [0.001]},
             "cml": {"lr": [0.1]},
             "ials": {"reg": [0.01]},
             "lrml": {"lr": [0.1]},

@@ -20,6 +20,8 @@ Baselines (all return ``FitResult``; metric keys ``"sampled/hr@10"``, ``"full/nd
 * popularity: score = number of training interactions of the item (deterministic);
 * BPR-MF (Rendle et al. 2009): s = p_u·q_i (+ item bias), loss -log σ(s_ui - s_uj) with j uniform among the
   user's non-interacted items;
+* NeuMF (He et al. 2017, WWW): GMF and MLP towers on separate embeddings, one logit, log loss on each positive
+  and its sampled negatives (the authors' ``NeuMF.py`` without pre-training);
 * CML (Hsieh et al. 2017, WWW): s = -‖u - v‖², loss Σ w_ui [m + d(u,i)² - min_j d(u,j)²]_+ over U sampled
   negatives with the WARP-like rank weight w = log(1 + n_items · #impostors / U) of the authors' code, all
   embeddings clipped to norm ≤ 1 after each step, optional covariance regulariser;
@@ -678,6 +680,107 @@ def fit_cml(
         loo,
         cfg,
         model_name="cml",
+        device=device,
+        seed=seed,
+        checkpoint_path=checkpoint_path,
+        protocol_eval=protocol_eval,
+        ks=ks,
+        log_test_curve=log_test_curve,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- NeuMF
+
+
+@dataclass
+class NeuMFConfig:
+    """NeuMF hyperparameters; defaults from the authors' code (hexiangnan/neural_collaborative_filtering
+    ``NeuMF.py``, no pre-training) unless the comment says otherwise."""
+
+    factors: int = 8  # NeuMF.py --num_factors 8: GMF embedding size (predictive factors)
+    layers: tuple[int, ...] = (64, 32, 16, 8)  # NeuMF.py --layers; the MLP embeddings are layers[0] / 2 each
+    init_std: float = 0.01  # NeuMF.py: embeddings ~ N(0, 0.01); dense layers Glorot uniform, output LeCun uniform
+    reg: float = 0.0  # NeuMF.py --reg_mf 0, --reg_layers 0: L2 weight on the batch's embeddings
+    optimizer: str = "adam"  # NeuMF.py --learner adam
+    lr: float = 1e-3  # NeuMF.py --lr 0.001
+    adagrad_init_acc: float = 0.1  # TF default; only used with optimizer="adagrad"
+    batch_size: int = 256  # our choice: 256 positives with their negatives per step (NeuMF.py: 256 instances)
+    n_negatives: int = 4  # NeuMF.py --num_neg 4 negatives per positive, resampled every epoch
+    grad_clip_norm: float | None = None  # NeuMF.py: none
+    epochs: int = 20  # NeuMF.py --epochs 20 (an upper bound here: early stopping decides)
+    eval_every: int = 1  # NeuMF.py evaluates every epoch
+    patience: int = 5  # our choice: evaluations without improvement before stopping
+    checkpoint_every: int = 1  # our choice
+    eval_batch_users: int = 64  # our choice: scoring all items runs the MLP on (B, n_items) pairs
+
+
+class NeuMF(PairwiseModel):
+    """Neural matrix factorisation (He et al. 2017, WWW): a GMF tower (p_u ⊙ q_i) and an MLP tower on
+    [p'_u, q'_i], with separate embeddings, concatenated into one logit; pointwise log loss on each positive
+    and its sampled negatives (label 1 / 0), averaged over the instances of the batch as Keras does."""
+
+    def __init__(self, n_users: int, n_items: int, cfg: NeuMFConfig, gen: torch.Generator) -> None:
+        super().__init__()
+        if cfg.layers[0] % 2:
+            raise ValueError(f"layers[0] must be even (two MLP embeddings of layers[0] / 2), got {cfg.layers}")
+        self.cfg = cfg
+
+        def table(n: int, d: int) -> nn.Parameter:
+            return nn.Parameter(torch.randn(n, d, generator=gen) * cfg.init_std)
+
+        half = cfg.layers[0] // 2
+        self.user_gmf, self.item_gmf = table(n_users, cfg.factors), table(n_items, cfg.factors)
+        self.user_mlp, self.item_mlp = table(n_users, half), table(n_items, half)
+        self.mlp = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(cfg.layers))
+        self.out = nn.Linear(cfg.factors + cfg.layers[-1], 1)
+        for layer in self.mlp:
+            nn.init.xavier_uniform_(layer.weight, generator=gen)
+            nn.init.zeros_(layer.bias)
+        bound = math.sqrt(3.0 / self.out.in_features)  # LeCun uniform
+        nn.init.uniform_(self.out.weight, -bound, bound, generator=gen)
+        nn.init.zeros_(self.out.bias)
+
+    def logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits of items (B, m) for users (B,)."""
+        gmf = self.user_gmf[users][:, None, :] * self.item_gmf[items]
+        user_mlp = self.user_mlp[users][:, None, :].expand(-1, items.shape[1], -1)
+        h = torch.cat([user_mlp, self.item_mlp[items]], dim=-1)
+        for layer in self.mlp:
+            h = torch.relu(layer(h))
+        return self.out(torch.cat([gmf, h], dim=-1)).squeeze(-1)
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.logits(users, items)
+
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        s = self.logits(users, torch.cat([pos[:, None], neg], dim=1))
+        data = (nn.functional.softplus(-s[:, 0]).sum() + nn.functional.softplus(s[:, 1:]).sum()) / s.numel()
+        if not self.cfg.reg:
+            return data
+        items = torch.cat([pos[:, None], neg], dim=1)
+        emb = self.user_gmf[users].pow(2).sum() + self.user_mlp[users].pow(2).sum()
+        emb = emb + self.item_gmf[items].pow(2).sum() + self.item_mlp[items].pow(2).sum()
+        return data + self.cfg.reg * emb / s.numel()
+
+
+def fit_neumf(
+    loo: LeaveOneOut,
+    config: NeuMFConfig | None = None,
+    *,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    checkpoint_path: Path | str | None = None,
+    protocol_eval: Sequence[EvalProtocol] = ("sampled", "full"),
+    ks: Sequence[int] = DEFAULT_KS,
+    log_test_curve: bool = False,
+) -> FitResult:
+    """NeuMF through the shared loop (selection on validation HR@10, see module docstring)."""
+    cfg = config or NeuMFConfig()
+    return fit_pairwise(
+        lambda nu, ni, g: NeuMF(nu, ni, cfg, g),
+        loo,
+        cfg,
+        model_name="neumf",
         device=device,
         seed=seed,
         checkpoint_path=checkpoint_path,
