@@ -221,14 +221,23 @@ def test_ials_objective_never_increases_and_resumes(tmp_path) -> None:
     np.testing.assert_allclose(resumed.history["train_loss"], losses)
 
 
-def test_cml_squared_distances_equal_the_direct_form() -> None:
+@pytest.mark.parametrize("dense_dots_factor", [0, 10**6], ids=["gathered", "gemm"])
+def test_cml_squared_distances_and_gradients_equal_the_direct_form(dense_dots_factor: int) -> None:
+    """Both ways of computing the dot products (repeated users included) give the direct form's values and
+    gradients."""
     from recrepro.models.ranking import CML, CMLConfig
 
     model = CML(7, 9, CMLConfig(dim=5), torch.Generator().manual_seed(0))
-    users, items = torch.tensor([0, 3, 6]), torch.tensor([[0, 1, 8], [2, 2, 5], [7, 4, 3]])
+    model.DENSE_DOTS_FACTOR = dense_dots_factor
+    users, items = torch.tensor([0, 3, 6, 3]), torch.tensor([[0, 1, 8], [2, 2, 5], [7, 4, 3], [1, 8, 8]])
     direct = (model.user[users][:, None, :] - model.item[items]).pow(2).sum(-1)
-    torch.testing.assert_close(model.squared_distances(model.user[users], items), direct, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(model.score(users, items), -direct, rtol=1e-5, atol=1e-6)
+    weights = torch.randn(direct.shape, generator=torch.Generator().manual_seed(1))
+    expected = torch.autograd.grad((direct * weights).sum(), [model.user, model.item])
+    ours = model.squared_distances(users, items)
+    torch.testing.assert_close(ours, direct, rtol=1e-5, atol=1e-6)
+    for got, want in zip(torch.autograd.grad((ours * weights).sum(), [model.user, model.item]), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.score(users, items), -direct.detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_clip_rows_of_a_subset_leaves_the_other_rows() -> None:

@@ -38,16 +38,14 @@ Code–paper discrepancies exposed as config switches (protocols.md 3.3):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import nn
 
 from recrepro.data.types import LeaveOneOut
-from recrepro.models.ranking import DEFAULT_KS, EvalProtocol, PairwiseModel, clip_rows_, fit_pairwise, touched_rows
+from recrepro.models.ranking import PairwiseModel, clip_rows_, fit_pairwise, touched_rows
 from recrepro.training import FitResult
 
 
@@ -97,6 +95,8 @@ def hinge_loss(d_pos: torch.Tensor, d_neg: torch.Tensor, margin: float) -> torch
 
 class LRML(PairwiseModel):
     """User/item embeddings plus a key matrix and an N-slot memory that produce a relation per pair."""
+
+    name = "lrml"
 
     def __init__(self, n_users: int, n_items: int, cfg: LRMLConfig, gen: torch.Generator) -> None:
         super().__init__()
@@ -163,33 +163,11 @@ class LRML(PairwiseModel):
                 clip_rows_(table.data, self.cfg.norm_clip, touched_rows(table) if rows_only else None)
 
 
-def fit_lrml(
-    loo: LeaveOneOut,
-    config: LRMLConfig | None = None,
-    *,
-    device: str | torch.device = "auto",
-    seed: int = 0,
-    checkpoint_path: Path | str | None = None,
-    protocol_eval: Sequence[EvalProtocol] = ("sampled", "full"),
-    ks: Sequence[int] = DEFAULT_KS,
-    log_test_curve: bool = False,
-) -> FitResult:
+def fit_lrml(loo: LeaveOneOut, config: LRMLConfig | None = None, **options: Any) -> FitResult:
     """Train LRML on ``loo.validation_view(seed)``; keep the state with the best validation HR@10 (sampled).
 
-    ``metrics`` holds the test metrics at that state for each protocol in ``protocol_eval`` (keys like
-    ``sampled/hr@10``, ``full/ndcg@10``); ``history`` one row per evaluation with ``seconds_per_epoch``.
-    Resumes from ``checkpoint_path`` when it exists (config must match except epochs/checkpointing).
+    ``metrics`` holds the test metrics at that state for each protocol evaluated (keys like ``sampled/hr@10``,
+    ``full/ndcg@10``); ``history`` one row per evaluation with ``seconds_per_epoch``. Options (device, seed,
+    checkpoint_path, ...): ``recrepro.models.ranking.fit_pairwise``.
     """
-    cfg = config or LRMLConfig()
-    return fit_pairwise(
-        lambda nu, ni, g: LRML(nu, ni, cfg, g),
-        loo,
-        cfg,
-        model_name="lrml",
-        device=device,
-        seed=seed,
-        checkpoint_path=checkpoint_path,
-        protocol_eval=protocol_eval,
-        ks=ks,
-        log_test_curve=log_test_curve,
-    )
+    return fit_pairwise(LRML, loo, config or LRMLConfig(), **options)
