@@ -33,6 +33,7 @@ device = "auto"  # "auto", "cpu" or "cuda"
 seeds = None  # None: the profile's seeds (full: 0..4)
 max_epochs = None  # None: full epoch bounds; an int (all methods) or {"cml": 4, ...} caps them -> "reduced"
 tune_grid = True  # False: each method's source-default point only, no grid search -> "reduced"
+methods = None  # None: every method; a list: a --units-only worker's share, fitted in that order
 data_root = ""  # "" -> $RECREPRO_DATA
 output_dir = "build/manual-runs/lrml2018_ml1m"
 checkpoint_dir = "build/manual-runs/lrml2018_ml1m/checkpoints"
@@ -55,6 +56,7 @@ tables = experiment.run(
     seeds=seeds,
     max_epochs=max_epochs,
     tune_grid=tune_grid,
+    methods=methods,
 )
 metrics = recorder.finish(device=device_name(resolve_device(device)))
 

@@ -11,8 +11,9 @@ import pytest
 from recrepro.book import build_book
 from recrepro.catalog import NOTEBOOKS
 from recrepro.cli import main
+from recrepro.experiments import lrml2018
 from recrepro.results import load_run
-from recrepro.runner import RunFailed, run_notebook
+from recrepro.runner import RunFailed, resume_key, run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -96,6 +97,25 @@ def test_units_only_worker_checkpoints_units_and_publishes_nothing(
     assert {f.name: f.read_bytes() for f in published.iterdir()} == before  # nothing published or replaced
     with pytest.raises(ValueError, match="units-only"):
         run_notebook(stem, "smoke", data_root=data_root, units_only=True, force=True, log=lambda _: None)
+
+
+def test_a_worker_can_take_a_share_of_the_methods(smoke_runs: dict[str, dict], data_root: Path) -> None:
+    """``methods`` picks a units-only worker's share: same checkpoint folder as the full run, never published."""
+    stem = "lrml2018_ml1m"
+    params = smoke_runs[stem]["parameters"]
+    shared = ROOT / "results" / "checkpoints" / stem / f"smoke-{resume_key(stem, params, ROOT, data_root)}"
+    out = run_notebook(
+        stem, "smoke", device="cpu", data_root=data_root, units_only=True, log=lambda _: None,
+        extra_parameters={"methods": ["lrml", "popularity"]},
+    )  # fmt: skip
+    assert out.path == shared and any(f.name.startswith("ml-1m_ncf-loo-lrml-") for f in shared.iterdir())
+    with pytest.raises(ValueError, match="units-only"):
+        run_notebook(stem, "smoke", data_root=data_root, extra_parameters={"methods": ["lrml"]}, log=lambda _: None)
+    with pytest.raises(ValueError, match="methods must name"):
+        lrml2018.run_split(
+            None, split="ml-1m/ncf-loo", dataset_key="x", profile="smoke", device="cpu", data_root=None,
+            methods=["lrml", "no-such-method"],
+        )  # fmt: skip
 
 
 def test_unknown_notebook_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

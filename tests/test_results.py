@@ -207,10 +207,12 @@ def test_static_imports_cover_every_module_a_committed_run_loaded(repo_root: Pat
         assert loaded <= set(static_imports(repo_root, path.parent.parent.name)), path
 
 
-def test_resume_key_is_shared_by_runs_that_differ_only_in_seeds(repo_root: Path) -> None:
-    """A 5-seed run reuses the finished units of a 3-seed run (units are keyed by their own seed)."""
+def test_resume_key_is_shared_by_runs_that_differ_only_in_seeds_or_methods(repo_root: Path) -> None:
+    """A 5-seed run reuses the finished units of a 3-seed run (units are keyed by their own seed and method),
+    and a worker given a share of the methods fills the same folder."""
     params = {"profile": "full", "seeds": [0, 1, 2], "device": "cpu"}
     base = resume_key("baselines_rating", params, repo_root, None)
     assert resume_key("baselines_rating", {**params, "seeds": [0, 1, 2, 3, 4]}, repo_root, None) == base
+    assert resume_key("baselines_rating", {**params, "methods": ["lrml"]}, repo_root, None) == base
     assert resume_key("baselines_rating", {**params, "max_epochs": 5}, repo_root, None) != base
     assert resume_key("baselines_rating", {**params, "profile": "smoke"}, repo_root, None) != base

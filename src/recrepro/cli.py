@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--units-only",
         action="store_true",
         help="compute and checkpoint the units, publish nothing: a second worker beside a run that differs "
-        "only in seeds (e.g. -p 'seeds=[4, 3]' beside seeds 0-4) shares its finished units",
+        "only in seeds or methods (e.g. -p 'seeds=[4, 3]' beside seeds 0-4, or -p 'methods=[\"lrml-code\"]' "
+        "beside every method) shares its finished units",
     )
     r.add_argument("--jobs", type=int, default=1, help="notebooks run at the same time")
     r.add_argument(

@@ -169,6 +169,9 @@ def static_imports(root: Path, stem: str) -> list[str]:
     return sorted(seen)
 
 
+SHARE_PARAMETERS = ("seeds", "methods")  # choose which units a process computes, never what a unit computes
+
+
 def resume_key(
     stem: str,
     parameters: dict[str, Any],
@@ -177,14 +180,14 @@ def resume_key(
     snapshot: dict[str, str] | None = None,
     notebook_sha: str | None = None,
 ) -> str:
-    """Name of the checkpoint folder: the inputs less the presentation modules and the seed list.
+    """Name of the checkpoint folder: the inputs less the presentation modules and the ``SHARE_PARAMETERS``.
 
     The code part covers the modules the notebook can import (``static_imports``), so editing another
     notebook's model keeps this notebook's checkpoints, across sessions too. Every unit is keyed by its own
-    seed, so runs that differ only in ``seeds`` share their finished units (a 5-seed run after a 3-seed run
-    computes seeds 3 and 4 only).
+    seed and method, so runs that differ only in which seeds or methods they compute share their finished
+    units (a 5-seed run after a 3-seed run computes seeds 3 and 4 only).
     """
-    params = {k: v for k, v in parameters.items() if k != "seeds"}
+    params = {k: v for k, v in parameters.items() if k not in SHARE_PARAMETERS}
     modules = static_imports(root, stem)
     return input_hash(stem, params, root, data_root, modules, snapshot, notebook_sha)[0][:12]
 
@@ -261,7 +264,9 @@ def run_notebook(
     """Execute ``notebooks/<stem>.py`` under ``profile`` and publish its results if it succeeds.
 
     ``units_only``: compute and checkpoint the units but publish nothing -- a second worker beside a run whose
-    parameters differ only in ``seeds`` (same checkpoint folder), e.g. seeds ``[4, 3]`` beside ``[0, 1, 2, 3, 4]``.
+    parameters differ only in ``seeds`` or ``methods`` (same checkpoint folder), e.g. seeds ``[4, 3]`` beside
+    ``[0, 1, 2, 3, 4]``, or ``methods=["lrml-code"]`` beside a run of every method. ``methods`` (a worker's
+    share of a table) is refused without ``units_only``: a published run has every method.
     """
     import jupytext
     import papermill as pm
@@ -273,6 +278,11 @@ def run_notebook(
         raise ValueError(f"unknown profile {profile!r}; choose smoke or full")
     if force and units_only:
         raise ValueError("--force empties the checkpoint folder that a units-only worker shares; use one or the other")
+    if (extra_parameters or {}).get("methods") is not None and not units_only:
+        raise ValueError(
+            "-p methods=[...] picks a --units-only worker's share of a table; a published run computes every "
+            "method: add --units-only, or drop -p methods"
+        )
     root = project_root()
     droot = resolve_data_root(data_root)
     params: dict[str, Any] = {"profile": profile, "device": device, "data_root": _relative(droot, root)}

@@ -331,10 +331,17 @@ def run_split(
     max_epochs: int | dict[str, int] | None = None,
     tune_grid: bool = True,
     data_note: str | None = None,
+    methods: Sequence[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Tune and fit every method on one leave-one-out split; metrics go to ``recorder`` under ``dataset_key``."""
+    """Tune and fit every method on one leave-one-out split; metrics go to ``recorder`` under ``dataset_key``.
+
+    ``methods`` (None: ``METHOD_ORDER``) fits only these, in this order: a ``--units-only`` worker's share.
+    """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    unknown = sorted(set(methods or ()) - set(METHOD_ORDER))
+    if unknown or (methods is not None and not methods):
+        raise ValueError(f"methods must name some of {', '.join(METHOD_ORDER)}; got {methods!r}")
     caps = _caps(max_epochs)
     prof = replace(PROFILES[profile], seeds=resolve_seeds(PROFILES[profile].seeds, seeds))
     t0 = time.perf_counter()
@@ -348,7 +355,7 @@ def run_split(
     tag = _slug(dataset_key)
     tuning, curves, timing = [], [], []
     budgets: dict[str, str | None] = {}
-    for method in METHOD_ORDER:
+    for method in methods or METHOD_ORDER:
         fit_fn = FIT_FUNCTIONS[method]
         base = prof.configs[method]
         cap = caps.get(method)
@@ -467,8 +474,10 @@ def run(
     seeds: list[int] | None = None,
     max_epochs: int | dict[str, int] | None = None,
     tune_grid: bool = True,
+    methods: Sequence[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """The ML-1M table (NCF files): every method, sampled and full ranking; returns tuning/curves/timing tables."""
+    """The ML-1M table (NCF files): every method (or ``methods``, a worker's share), sampled and full ranking;
+    returns tuning/curves/timing tables."""
     tables = run_split(
         recorder,
         split=ML1M_SPLIT,
@@ -479,6 +488,7 @@ def run(
         seeds=seeds,
         max_epochs=max_epochs,
         tune_grid=tune_grid,
+        methods=methods,
     )
     return _save(recorder, tables)
 
