@@ -93,3 +93,29 @@ def test_full_protocol_costs_multiply_measured_speed_by_the_full_budget(tmp_path
     assert costs.loc["nnmf", "CPU-hours"] == 2.0 * 10_000 * 9 * 5 / 3600  # every grid point of every seed
     assert costs.loc["lrml", "CPU-hours"] == 3.6 * 500 * (4 + 4) / 3600  # 4 grid trials, then 4 more seeds
     assert costs.loc["lrml", "committed run"] == "not run"
+
+
+def test_full_protocol_costs_take_the_fastest_committed_measurement(tmp_path) -> None:
+    """A run measured beside other processes is slower than the CPU; the page takes the fastest committed speed."""
+    import subprocess
+
+    from recrepro.book import full_protocol_costs
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    header = "dataset,method,device,measured_seconds_per_iteration,full_iterations,full_seeds,full_hours_per_seed,"
+    header += "full_hours_all_seeds\n"
+    cost = tmp_path / "results" / "runs" / "monti2017_t4_ml100k" / "full" / "cost.csv"
+    cost.parent.mkdir(parents=True)
+    git("init", "-q")
+    for speed in (0.36, 0.18):  # two commits, the second measured alone
+        hours = f"{speed * 10000 / 3600},{speed * 50000 / 3600}"
+        cost.write_text(header + f"ml-100k/u1,srmgcnn,cpu,{speed},10000,5,{hours}\n")
+        git("add", ".")
+        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", f"speed {speed}")
+    cost.write_text(header + "ml-100k/u1,srmgcnn,cpu,0.72,10000,5,2.0,10.0\n")  # uncommitted, on a busy machine
+    metrics = pd.DataFrame({"notebook": [], "dataset": [], "method": [], "budget": []})
+    row = full_protocol_costs(tmp_path, metrics).set_index("method").loc["srmgcnn"]
+    assert row["CPU-hours"] == 0.18 * 50000 / 3600 and row["measured"].startswith("0.18 s/iteration")
+    assert row["measured in"] != "working tree"
