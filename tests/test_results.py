@@ -216,3 +216,27 @@ def test_resume_key_is_shared_by_runs_that_differ_only_in_seeds_or_methods(repo_
     assert resume_key("baselines_rating", {**params, "methods": ["lrml"]}, repo_root, None) == base
     assert resume_key("baselines_rating", {**params, "max_epochs": 5}, repo_root, None) != base
     assert resume_key("baselines_rating", {**params, "profile": "smoke"}, repo_root, None) != base
+
+
+def test_progress_names_the_folder_a_run_uses_and_what_it_holds(
+    repo_root: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``recrepro progress`` computes the checkpoint folder exactly as ``run`` does and lists its units."""
+    from recrepro.cli import main
+    from recrepro.runner import checkpoint_folder, run_parameters, unit_progress
+
+    params = run_parameters("full", "cpu", data_root, repo_root, {"seeds": [4, 3], "max_epochs": 5})
+    folder = checkpoint_folder("baselines_rating", params, repo_root, data_root)
+    assert folder.name == "full-" + resume_key("baselines_rating", params, repo_root, data_root)
+    argv = ["progress", "baselines_rating", "--profile", "full", "--device", "cpu", "--data-root", str(data_root)]
+    assert main([*argv, "-p", "seeds=[4, 3]", "-p", "max_epochs=5"]) == 0
+    assert str(folder.relative_to(repo_root)) in capsys.readouterr().out
+    assert main(["progress", "no_such_table"]) == 2
+
+    scratch = tmp_path / "full-0123456789ab"
+    (scratch / "trials").mkdir(parents=True)
+    (scratch / "unit-seed0.json").write_text("{}")
+    (scratch / "trials" / "trial_000.pt").write_bytes(b"")
+    (scratch / "notes.txt").write_text("not a unit")
+    kinds = {name: kind for _, kind, name in unit_progress(scratch)}
+    assert kinds == {"unit-seed0.json": "finished unit", "trials/trial_000.pt": "training checkpoint"}

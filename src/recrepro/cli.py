@@ -1,4 +1,4 @@
-"""Command line: ``recrepro run | diff | book | data | list``."""
+"""Command line: ``recrepro run | progress | diff | book | data | list``."""
 
 from __future__ import annotations
 
@@ -12,21 +12,30 @@ from .catalog import NOTEBOOKS
 from .data.registry import DATASETS, ENV_VAR, DataError
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_many
-
+def _stems_and_parameters(args: argparse.Namespace) -> tuple[list[str], dict] | None:
+    """The notebooks and ``-p`` parameters of a command line (None after printing what is wrong)."""
     stems = [Path(s).stem for s in args.notebooks] or list(NOTEBOOKS)
     unknown = [s for s in stems if s not in NOTEBOOKS]
     if unknown:
         print(f"unknown notebook(s) {unknown}; valid notebooks: {', '.join(NOTEBOOKS)}", file=sys.stderr)
-        return 2
+        return None
     extra = {}
     for item in args.param:
         name, sep, value = item.partition("=")
         if not sep or not name:
             print(f"--param expects NAME=VALUE (YAML value), got {item!r}", file=sys.stderr)
-            return 2
+            return None
         extra[name] = yaml.safe_load(value)
+    return stems, extra
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_many
+
+    parsed = _stems_and_parameters(args)
+    if parsed is None:
+        return 2
+    stems, extra = parsed
     run_many(
         stems,
         args.profile,
@@ -37,6 +46,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         units_only=args.units_only,
         extra_parameters=extra,
     )
+    return 0
+
+
+def _cmd_progress(args: argparse.Namespace) -> int:
+    from .data.registry import resolve_data_root
+    from .runner import checkpoint_folder, project_root, run_parameters, unit_progress
+
+    parsed = _stems_and_parameters(args)
+    if parsed is None:
+        return 2
+    stems, extra = parsed
+    root, droot = project_root(), resolve_data_root(args.data_root)
+    for stem in stems:
+        params = run_parameters(args.profile, args.device, droot, root, extra)
+        folder = checkpoint_folder(stem, params, root, droot)
+        rows = unit_progress(folder)
+        print(f"{stem} [{args.profile}]: {folder.relative_to(root)} ({len(rows)} files)")
+        for modified, kind, name in rows:
+            print(f"  {modified}  {kind:19s}  {name}")
     return 0
 
 
@@ -111,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra notebook parameter, value parsed as YAML (e.g. -p 'seeds=[0, 1]' -p max_epochs=100)",
     )
     r.set_defaults(func=_cmd_run)
+
+    pr = sub.add_parser(
+        "progress",
+        help="the checkpoint folder a run with these options uses, and its finished units and training "
+        "checkpoints (give the same options as to run)",
+    )
+    pr.add_argument("notebooks", nargs="*", help="notebook stems or paths (default: all)")
+    pr.add_argument("--profile", choices=["smoke", "full"], default="smoke")
+    pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    pr.add_argument("--data-root", default=None, help=data_root_help)
+    pr.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="as for run")
+    pr.set_defaults(func=_cmd_progress)
 
     d = sub.add_parser("diff", help="paper vs ours for every claim, with computed status")
     d.add_argument("--paper", default=None, help="one paper key, e.g. monti2017")

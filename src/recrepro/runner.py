@@ -250,6 +250,41 @@ def _relative(path: Path, root: Path) -> str:
     return os.path.relpath(Path(path).resolve(), root)
 
 
+def run_parameters(
+    profile: str, device: str, data_root: Path, root: Path, extra_parameters: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The notebook parameters of a run (before its output and checkpoint folders are added)."""
+    return {"profile": profile, "device": device, "data_root": _relative(data_root, root)} | (extra_parameters or {})
+
+
+def checkpoint_folder(
+    stem: str,
+    parameters: dict[str, Any],
+    root: Path,
+    data_root: Path,
+    snapshot: dict[str, str] | None = None,
+    notebook_sha: str | None = None,
+) -> Path:
+    """Where a run with these parameters keeps (and finds) its finished units: ``resume_key`` names it."""
+    key = resume_key(stem, parameters, root, data_root, snapshot, notebook_sha)
+    return root / "results" / "checkpoints" / stem / f"{parameters['profile']}-{key}"
+
+
+def unit_progress(folder: Path) -> list[tuple[str, str, str]]:
+    """(modified UTC, kind, file) of what a checkpoint folder holds, oldest first: finished units (``.json``,
+    written by ``RunRecorder.cached``) and the training checkpoints of fits (``.pt``, unfinished ones among them)."""
+    kinds = {".json": "finished unit", ".pt": "training checkpoint"}
+    files = sorted((f for f in folder.rglob("*") if f.suffix in kinds), key=lambda f: f.stat().st_mtime)
+    return [
+        (
+            datetime.fromtimestamp(f.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M"),
+            kinds[f.suffix],
+            f.relative_to(folder).as_posix(),
+        )
+        for f in files
+    ]
+
+
 def run_notebook(
     stem: str,
     profile: str,
@@ -285,8 +320,7 @@ def run_notebook(
         )
     root = project_root()
     droot = resolve_data_root(data_root)
-    params: dict[str, Any] = {"profile": profile, "device": device, "data_root": _relative(droot, root)}
-    params.update(extra_parameters or {})
+    params = run_parameters(profile, device, droot, root, extra_parameters)
     final = run_dir(root / "results", stem, profile)
     existing = load_run(root / "results", stem, profile)
     if (
@@ -304,8 +338,7 @@ def run_notebook(
     staging.mkdir(parents=True)
     snapshot = source_snapshot(root)
     notebook_sha = _sha256((root / "notebooks" / f"{stem}.py").read_bytes())
-    key = resume_key(stem, params, root, droot, snapshot, notebook_sha)
-    checkpoint_dir = root / "results" / "checkpoints" / stem / f"{profile}-{key}"
+    checkpoint_dir = checkpoint_folder(stem, params, root, droot, snapshot, notebook_sha)
     if force:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # --force recomputes every unit
     params.update(output_dir=_relative(staging, root), checkpoint_dir=_relative(checkpoint_dir, root))
