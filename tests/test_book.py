@@ -119,3 +119,33 @@ def test_full_protocol_costs_take_the_fastest_committed_measurement(tmp_path) ->
     row = full_protocol_costs(tmp_path, metrics).set_index("method").loc["srmgcnn"]
     assert row["CPU-hours"] == 0.18 * 50000 / 3600 and row["measured"].startswith("0.18 s/iteration")
     assert row["measured in"] != "working tree"
+
+
+def test_across_notebooks_sets_every_notebooks_rmse_side_by_side() -> None:
+    from recrepro.book import _across_notebooks
+
+    def row(nb: str, ds: str, method: str, value: float, seed: int = 0, budget=None, profile: str = "full") -> dict:
+        return {"notebook": nb, "profile": profile, "dataset": ds, "method": method, "metric": "rmse",
+                "seed": seed, "value": value, "budget": budget}  # fmt: skip
+
+    metrics = pd.DataFrame(
+        [
+            row("mine", "a", "global-mean", 1.5),
+            row("shared", "a", "global-mean", 1.5),  # the same closed-form number: one row
+            row("mine", "a", "model", 0.9, 0),
+            row("mine", "a", "model", 0.8, 1),
+            row("other", "b", "model", 0.7, budget="reduced: 1 of 5 seeds"),
+            row("other", "a", "f-eae", 1.2, budget="reduced: capped"),
+            row("late", "a", "f-eae", 1.1),  # measured differently on the same dataset: a row per notebook
+            row("mine", "a", "smoke-only", 9.9, profile="smoke"),
+            row("mine", "c", "model", 0.1),  # a dataset the paper does not name
+        ]
+    )
+    lines = _across_notebooks(metrics, ("a", "b"), own=["mine"])
+    table = next(block for block in lines if block.startswith("| ")).splitlines()[2:]  # past header and rule
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in table}
+    assert list(cells)[:2] == ["global-mean", "model"]  # this chapter's notebooks first
+    assert cells["global-mean"] == ["mine, shared", "1.5000", ""]
+    assert cells["model"] == ["mine, other", "0.8500 ± 0.0707 (n=2)", "0.7000 †"]
+    assert cells["f-eae (other)"][1] == "1.2000 †" and cells["f-eae (late)"][1] == "1.1000"
+    assert "smoke-only" not in cells and _across_notebooks(metrics, ("z",), own=[]) == []

@@ -207,6 +207,7 @@ def build_book(
                     " — smoke profile only, not comparable" if status[s]["profile"] == "smoke" else ""
                 )
                 lines += _measurements(metrics[metrics["notebook"] == s], title, NOTEBOOKS[s].headline)
+        lines += _across_notebooks(metrics, paper.rating_datasets, nbs)
         lines += _selection_section(root, [s for s in nbs if status[s]["profile"] == "full"])
         lines += ["## Runs", "", *([_provenance_line(s, status[s]) for s in nbs] or ["*No notebook yet.*"]), ""]
         lines += [f"- [{NOTEBOOKS[s].title}](executed/{s}.ipynb)" for s in nbs if s in shown]
@@ -502,6 +503,40 @@ def _tables_by_paper_table(d: pd.DataFrame) -> list[str]:
     for table, rows in d.groupby("table", sort=False):
         out += [f"### {table}", "", _md_table(rows[cols]), ""]
     return out
+
+
+def _across_notebooks(metrics: pd.DataFrame, datasets: tuple[str, ...], own: list[str]) -> list[str]:
+    """Test RMSE of every method any notebook ran at the full profile on ``datasets``, one column per dataset:
+    the paper's models (notebooks ``own``, first) beside the other studies' models and the shared baselines.
+    A method measured identically by several notebooks (the closed-form means) is one row naming them all; one
+    measured differently by two notebooks on the same dataset gets a row per notebook."""
+    rows = metrics[(metrics["profile"] == "full") & (metrics["metric"] == "rmse") & metrics["dataset"].isin(datasets)]
+    if rows.empty:
+        return []
+    budget = rows["budget"].notna() if "budget" in rows.columns else False
+    cells = summarise(rows.assign(budget=budget))
+    cells["ours"] = cells["ours"] + cells["budget"].map({True: " †", False: ""})
+    ambiguous = cells.groupby("method")["ours"].transform(
+        lambda v: v.groupby(cells.loc[v.index, "dataset"]).nunique().max() > 1
+    )
+    cells["row"] = cells["method"].where(~ambiguous, cells["method"] + " (" + cells["notebook"] + ")")
+    notebooks = cells.groupby("row")["notebook"].agg(lambda nbs: ", ".join(sorted(set(nbs))))
+    table = cells.pivot_table(index="row", columns="dataset", values="ours", aggfunc="first")
+    table = table.reindex(columns=[d for d in datasets if d in table.columns]).fillna("")
+    table.insert(0, "notebooks", notebooks)
+    table["mine"] = [not any(nb in own for nb in n.split(", ")) for n in table["notebooks"]]
+    table = table.sort_values(["mine", "row"]).drop(columns="mine")
+    return [
+        "## Every model on these datasets",
+        "",
+        "Test RMSE of every method a notebook of this study ran at the full profile on this paper's rating "
+        "datasets, whichever paper it belongs to (this chapter's notebooks first): mean ± std over seeds (n). "
+        "† marks a run below its own paper's budget (its chapter says how far). Methods on the same dataset "
+        "share its split (the split each notebook names).",
+        "",
+        _md_table(table.reset_index().rename(columns={"row": "method"})),
+        "",
+    ]
 
 
 def _measurements(metrics: pd.DataFrame, title: str, headline: tuple[str, ...]) -> list[str]:

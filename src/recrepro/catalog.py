@@ -16,6 +16,8 @@ class Paper:
     short: str
     citation: str
     claim: str
+    # rating datasets whose test RMSE rows from every notebook the chapter sets side by side
+    rating_datasets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,14 @@ PAPERS: dict[str, Paper] = {
             "Hartford et al. 2018",
             "Hartford, Graham, Leyton-Brown, Ravanbakhsh. Deep Models of Interactions Across Sets. ICML 2018.",
             "Exchangeable matrix layers; RMSE on ML-100K, ML-1M, Douban, Flixster, YahooMusic; extrapolation.",
+            rating_datasets=("ml-100k/u1", "ml-1m/random-90-10", "douban", "flixster", "yahoo_music"),
         ),
         Paper(
             "nnmf2015",
             "Dziugaite & Roy 2015",
             "Dziugaite, Roy. Neural Network Matrix Factorization. arXiv:1511.06443, 2015.",
             "An MLP replaces the inner product of matrix factorisation; RMSE on MovieLens.",
+            rating_datasets=("ml-100k/random-90-10", "ml-1m/random-90-10"),
         ),
         Paper(
             "lrml2018",
@@ -61,6 +65,7 @@ PAPERS: dict[str, Paper] = {
             "Monti, Bronstein, Bresson. Geometric Matrix Completion with Recurrent Multi-Graph Neural Networks. "
             "NIPS 2017.",
             "Multi-graph convolution + RNN diffusion; RMSE on synthetic Netflix, ML-100K, Douban, Flixster, Yahoo.",
+            rating_datasets=("ml-100k/u1", "douban", "flixster", "yahoo_music"),
         ),
         Paper(
             "arviv2025",
