@@ -240,3 +240,16 @@ def test_progress_names_the_folder_a_run_uses_and_what_it_holds(
     (scratch / "notes.txt").write_text("not a unit")
     kinds = {name: kind for _, kind, name in unit_progress(scratch)}
     assert kinds == {"unit-seed0.json": "finished unit", "trials/trial_000.pt": "training checkpoint"}
+
+
+def test_a_parameter_the_notebook_does_not_declare_is_refused(repo_root: Path, data_root: Path) -> None:
+    """papermill only warns about an unknown parameter and the notebook ignores it: the runner stops first."""
+    from recrepro.runner import declared_parameters, run_notebook
+
+    assert {"profile", "device", "seeds", "max_iterations"} <= set(declared_parameters(repo_root, "monti2017_t5_real"))
+    assert "methods" in declared_parameters(repo_root, "lrml2018_ml1m")
+    with pytest.raises(ValueError, match="has no parameter max_epochs, methods; its parameters: profile"):
+        run_notebook(
+            "monti2017_t5_real", "full", data_root=data_root, units_only=True, log=lambda _: None,
+            extra_parameters={"methods": ["srmgcnn"], "max_epochs": 3},
+        )  # fmt: skip

@@ -250,6 +250,19 @@ def _relative(path: Path, root: Path) -> str:
     return os.path.relpath(Path(path).resolve(), root)
 
 
+def declared_parameters(root: Path, stem: str) -> list[str]:
+    """The names the notebook's cell tagged ``parameters`` assigns: the only parameters a run may pass (papermill
+    itself only warns about others, and the notebook would silently ignore them)."""
+    import jupytext
+
+    cells = jupytext.read(root / "notebooks" / f"{stem}.py").cells
+    source = next((c.source for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), "")
+    return [
+        t.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for t in node.targets
+        if isinstance(t, ast.Name)
+    ]  # fmt: skip
+
+
 def run_parameters(
     profile: str, device: str, data_root: Path, root: Path, extra_parameters: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -319,6 +332,10 @@ def run_notebook(
             "method: add --units-only, or drop -p methods"
         )
     root = project_root()
+    declared = declared_parameters(root, stem)
+    unknown = sorted(set(extra_parameters or {}) - set(declared))
+    if unknown:
+        raise ValueError(f"{stem} has no parameter {', '.join(unknown)}; its parameters: {', '.join(declared)}")
     droot = resolve_data_root(data_root)
     params = run_parameters(profile, device, droot, root, extra_parameters)
     final = run_dir(root / "results", stem, profile)
