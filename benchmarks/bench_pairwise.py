@@ -8,8 +8,13 @@ same run and on the same random batches (the tests show each pair computes the s
 * CML, batch 50,000, 20 negatives: squared distances as ‖u‖² + ‖v‖² − 2u·v with the dot products from one
   GEMM of the batch's distinct users with every item, vs the same expansion with the dots from the gathered
   (B, 20, 100) item block, vs the direct ‖u − v‖² over that block (the first reference).
+* Negative sampling for a CollMetric batch (50,000 pairs x 20 negatives) against the training pairs a fit on
+  NCF's ML-1M split uses (``validation_view(0).train``; needs the data root): re-checking only the redrawn
+  draws each rejection round vs re-checking every draw (the reference form; the tests show both return the
+  same items). Heavy users make many rejection rounds. The step times above exclude sampling; an epoch pays
+  both.
 
-    python benchmarks/bench_pairwise.py --device cpu --threads 1 --steps 50
+    RECREPRO_DATA=../shared/data python benchmarks/bench_pairwise.py --device cpu --threads 1 --steps 50
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ import argparse
 import statistics
 import time
 
+import numpy as np
 import torch
 
+from recrepro.data import load_split
 from recrepro.device import DEVICE_CHOICES, device_name, resolve_device
 from recrepro.models.lrml import LRML, LRMLConfig
-from recrepro.models.ranking import CML, CMLConfig, PairwiseModel, make_optimizer
+from recrepro.models.ranking import CML, CMLConfig, NegativeSampler, PairwiseModel, make_optimizer
 
 N_USERS, N_ITEMS = 6040, 3706  # ML-1M
+N_TRAIN_PAIRS = 994_169  # ML-1M's training pairs in NCF's leave-one-out split (for the per-epoch estimates)
 
 
 class DirectCML(CML):
@@ -38,6 +46,35 @@ class GatheredCML(CML):
     """The expanded form with its dot products from the gathered (B, K, d) block (no GEMM)."""
 
     DENSE_DOTS_FACTOR = 0
+
+
+class RecheckAllSampler(NegativeSampler):
+    """The reference form: every rejection round re-checks every draw of the batch."""
+
+    def sample(self, users: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+        u = users[:, None].expand(-1, n)
+        items = torch.randint(self.n_items, u.shape, generator=generator, device=self.device)
+        while (bad := self.is_positive(u, items)).any():
+            items[bad] = torch.randint(self.n_items, (int(bad.sum()),), generator=generator, device=self.device)
+        return items
+
+
+def sample_seconds(
+    sampler: NegativeSampler, sampler_users: np.ndarray, cfg: CMLConfig, repeats: int, dev: torch.device
+) -> list[float]:
+    """Wall seconds of drawing the negatives of one batch of training pairs (drawn as an epoch's are), ``repeats``
+    times."""
+    gen = torch.Generator(device=dev).manual_seed(1)
+    pair_users = torch.as_tensor(sampler_users, device=dev)
+    times = []
+    for _ in range(repeats):
+        users = pair_users[torch.randint(0, len(pair_users), (cfg.batch_size,), generator=gen, device=dev)]
+        synchronize(dev)
+        t0 = time.perf_counter()
+        sampler.sample(users, cfg.n_negatives, gen)
+        synchronize(dev)
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def synchronize(dev: torch.device) -> None:
@@ -95,11 +132,23 @@ def main() -> None:
         model.sparse_grads = sparse
         times = step_seconds(model, cfg, args.steps if cfg is lrml_cfg else cml_steps, dev)
         medians.append(statistics.median(times))
-        per_epoch = medians[-1] * 994_169 / cfg.batch_size
+        per_epoch = medians[-1] * N_TRAIN_PAIRS / cfg.batch_size
         print(f"  {name:36s} {1e3 * medians[-1]:9.2f} ms/step (median of {len(times)}), ~{per_epoch:6.1f} s/epoch")
+    train = load_split("ml-1m/ncf-loo").validation_view(0).train
+    for name, sampler_class in [
+        ("CML sampling, re-check all (reference)", RecheckAllSampler),
+        ("CML sampling, re-check redrawn", NegativeSampler),
+    ]:
+        times = sample_seconds(sampler_class(train, dev), train.users, cml_cfg, cml_steps, dev)
+        medians.append(statistics.median(times))
+        per_epoch = medians[-1] * len(train) / cml_cfg.batch_size
+        print(f"  {name:36s} {1e3 * medians[-1]:9.2f} ms/batch (median of {len(times)}), ~{per_epoch:6.1f} s/epoch")
     print(f"LRML speed-up (dense / row-sparse): {medians[0] / medians[1]:.2f}x")
     print(f"CML speed-up (direct / GEMM dots):  {medians[2] / medians[4]:.2f}x")
     print(f"CML speed-up (gathered / GEMM dots): {medians[3] / medians[4]:.2f}x")
+    print(f"CML sampling speed-up (re-check all / redrawn): {medians[5] / medians[6]:.2f}x")
+    epoch_ref, epoch_now = medians[2] + medians[5], medians[4] + medians[6]
+    print(f"CML epoch speed-up (direct + re-check all / GEMM + redrawn): {epoch_ref / epoch_now:.2f}x")
 
 
 def _gen() -> torch.Generator:

@@ -109,6 +109,25 @@ def test_negative_sampler_never_returns_a_training_item() -> None:
     assert len({i for u, i in pairs if u == 0}) >= 30
 
 
+def test_negative_sampler_rechecking_only_redrawn_draws_changes_nothing() -> None:
+    """The sampler re-checks only the draws redrawn in the round before; re-checking every draw every round (the
+    reference form) must give the same items, draw for draw, from the same generator state."""
+    loo = synthetic_leave_one_out()
+    sampler = NegativeSampler(loo.train, torch.device("cpu"))
+    users = torch.arange(loo.n_users).repeat_interleave(50)
+
+    def recheck_everything(gen: torch.Generator) -> torch.Tensor:
+        u = users[:, None].expand(-1, 4)
+        items = torch.randint(loo.n_items, u.shape, generator=gen)
+        while (bad := sampler.is_positive(u, items)).any():
+            items[bad] = torch.randint(loo.n_items, (int(bad.sum()),), generator=gen)
+        return items
+
+    gen_a, gen_b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for _ in range(3):  # several batches from one generator: its state must advance identically too
+        assert torch.equal(sampler.sample(users, 4, gen_a), recheck_everything(gen_b))
+
+
 def test_popularity_is_deterministic_and_counts_items() -> None:
     loo = synthetic_leave_one_out()
     a = fit_popularity(loo, device="cpu", seed=3)

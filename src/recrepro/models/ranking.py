@@ -164,7 +164,10 @@ class NegativeSampler:
     """Uniform negatives among the items a user has no interaction with in ``train`` (rejection on device).
 
     A draw that hits a training pair is redrawn, up to ``max_rounds`` times; a user who interacted with every
-    item keeps a positive as "negative" (cannot happen in the study's data).
+    item keeps a positive as "negative" (cannot happen in the study's data). Each round checks only the draws
+    redrawn in the round before: the draws that passed never change, so this returns exactly what re-checking
+    every draw each round would, while CollMetric's 50,000 x 20 batches on ML-1M (about 4.5% of the matrix
+    is positive) sample about 10x faster (``benchmarks/bench_pairwise.py``).
     """
 
     def __init__(self, train: Ratings, device: torch.device, max_rounds: int = 100) -> None:
@@ -183,14 +186,14 @@ class NegativeSampler:
 
     def sample(self, users: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
         """(len(users), n) item ids, each uniform over the user's non-interacted items."""
-        u = users[:, None].expand(-1, n)
-        items = torch.randint(self.n_items, u.shape, generator=generator, device=self.device)
+        items = torch.randint(self.n_items, (len(users), n), generator=generator, device=self.device)
+        flat_users, flat_items = users.repeat_interleave(n), items.view(-1)
+        todo = torch.arange(flat_items.numel(), device=self.device)  # positions still to check, ascending
         for _ in range(self.max_rounds):
-            bad = self.is_positive(u, items)
-            n_bad = int(bad.sum())
-            if n_bad == 0:
+            todo = todo[self.is_positive(flat_users[todo], flat_items[todo])]
+            if todo.numel() == 0:
                 break
-            items[bad] = torch.randint(self.n_items, (n_bad,), generator=generator, device=self.device)
+            flat_items[todo] = torch.randint(self.n_items, (todo.numel(),), generator=generator, device=self.device)
         return items
 
 
