@@ -93,6 +93,9 @@ def test_full_protocol_costs_multiply_measured_speed_by_the_full_budget(tmp_path
     assert costs.loc["nnmf", "CPU-hours"] == 2.0 * 10_000 * 9 * 5 / 3600  # every grid point of every seed
     assert costs.loc["lrml", "CPU-hours"] == 3.6 * 500 * (4 + 4) / 3600  # 4 grid trials, then 4 more seeds
     assert costs.loc["lrml", "committed run"] == "not run"
+    assert "code changed since" not in costs.loc["lrml", "measured in"]
+    marked = full_protocol_costs(tmp_path, metrics, stale={"lrml2018_ml1m"}).set_index("method")["measured in"]
+    assert marked["lrml"].endswith(", code changed since") and "code changed" not in marked["srmgcnn"]
 
 
 def test_full_protocol_costs_take_the_fastest_committed_measurement(tmp_path) -> None:

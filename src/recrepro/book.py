@@ -14,6 +14,7 @@ import itertools
 import shutil
 import subprocess
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 import matplotlib
@@ -244,7 +245,7 @@ def build_book(
     )
 
     # compute budget
-    costs = full_protocol_costs(root, metrics)
+    costs = full_protocol_costs(root, metrics, stale={stem for stem, st in status.items() if st["stale"]})
     per_paper = (
         costs.assign(paper=costs["notebook"].map(lambda s: PAPERS[NOTEBOOKS[s].paper].short))
         .groupby("paper", sort=False)["CPU-hours"]
@@ -266,8 +267,9 @@ def build_book(
                 "grids. Speeds are wall-clock seconds of one process, and a process sharing the CPU with other runs "
                 "measures slower than the CPU computes (1.5-3x on our 2 cores), so each row takes the fastest "
                 "measurement of any committed full-profile run of that table (*measured in*: the commit, or the "
-                "working tree); the same code on a busier machine takes longer. Fixed-iteration protocols (Monti et "
-                "al.) give the training time itself; early-stopped ones "
+                "working tree; *code changed since* where the table's code has changed since its last full run, "
+                "so the speed may no longer hold); the same code on a busier machine takes longer. Fixed-iteration "
+                "protocols (Monti et al.) give the training time itself; early-stopped ones "
                 "(Hartford et al.'s epoch caps, NNMF's 10,000 epochs with patience 40, LRML's epoch bounds) give an "
                 "upper bound, since a fit may stop sooner. Evaluation time is not included. *Committed run* is "
                 "what the published result actually ran (its budget label); every row labelled *reduced budget* "
@@ -442,10 +444,11 @@ def _fastest_rows(root: Path, path: Path, keys: list[str]) -> pd.DataFrame:
     return timed.loc[timed.groupby(keys, sort=False)["_speed"].idxmin()]
 
 
-def full_protocol_costs(root: Path, metrics: pd.DataFrame) -> pd.DataFrame:
+def full_protocol_costs(root: Path, metrics: pd.DataFrame, stale: Collection[str] = ()) -> pd.DataFrame:
     """CPU-hours each (notebook, dataset, method) would need for the paper's full protocol, at the fastest
     speed a committed full-profile run of it measured (``_fastest_rows``): seconds per epoch (or iteration)
-    x the full budget.
+    x the full budget. Notebooks in ``stale`` (code changed since their result) get "code changed since" after
+    the commit measured in: their speeds were measured with older code and may no longer hold.
 
     Fixed-iteration protocols (Monti) give the training time itself; early-stopped ones (Hartford's epoch caps,
     NNMF's 10,000 epochs with patience 40, LRML's epoch bounds) give an upper bound. Evaluation time is not
@@ -462,7 +465,7 @@ def full_protocol_costs(root: Path, metrics: pd.DataFrame) -> pd.DataFrame:
                 "dataset": r["dataset"],
                 "method": r["method"],
                 "measured": f"{per:,.3g} s/{unit}, {r.get('device', '')}".rstrip(", "),
-                "measured in": r["measured_in"],
+                "measured in": r["measured_in"] + (", code changed since" if stem in stale else ""),
                 "full protocol": basis,
                 "CPU-hours": hours,
                 "committed run": _ran(metrics, stem, r["dataset"], r["method"]),
