@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from recrepro.results import RunRecorder, atomic_write_json, atomic_write_text, load_run, publish_run, run_dir
 from recrepro.runner import _recrepro_imports, code_hash, input_hash, resume_key, source_snapshot, static_imports
@@ -236,10 +237,17 @@ def test_progress_names_the_folder_a_run_uses_and_what_it_holds(
     scratch = tmp_path / "full-0123456789ab"
     (scratch / "trials").mkdir(parents=True)
     (scratch / "unit-seed0.json").write_text("{}")
-    (scratch / "trials" / "trial_000.pt").write_bytes(b"")
+    (scratch / "trials" / "trial_000.pt").write_bytes(b"")  # torn: listed, marked unreadable
+    torch.save({"next_iteration": 6000, "stopped": False, "config": {"n_iterations": 10_000}}, scratch / "mg.pt")
+    torch.save({"epoch": 15, "stopped_early": True, "config": {"epochs": 500}}, scratch / "lrml.pt")
     (scratch / "notes.txt").write_text("not a unit")
-    kinds = {name: kind for _, kind, name in unit_progress(scratch)}
-    assert kinds == {"unit-seed0.json": "finished unit", "trials/trial_000.pt": "training checkpoint"}
+    listed = {name: (kind, position) for _, kind, name, position in unit_progress(scratch)}
+    assert listed == {
+        "unit-seed0.json": ("finished unit", ""),
+        "trials/trial_000.pt": ("training checkpoint", "unreadable"),
+        "mg.pt": ("training checkpoint", "iteration 6,000 of 10,000"),
+        "lrml.pt": ("training checkpoint", "epoch 15 of 500, stopped early"),
+    }
 
 
 def test_a_parameter_the_notebook_does_not_declare_is_refused(repo_root: Path, data_root: Path) -> None:

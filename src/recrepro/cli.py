@@ -63,8 +63,8 @@ def _cmd_progress(args: argparse.Namespace) -> int:
         folder = checkpoint_folder(stem, params, root, droot)
         rows = unit_progress(folder)
         print(f"{stem} [{args.profile}]: {folder.relative_to(root)} ({len(rows)} files)")
-        for modified, kind, name in rows:
-            print(f"  {modified}  {kind:19s}  {name}")
+        for modified, kind, name, position in rows:
+            print(f"  {modified}  {kind:19s}  {name}" + (f"  ({position})" if position else ""))
     return 0
 
 

@@ -283,9 +283,10 @@ def checkpoint_folder(
     return root / "results" / "checkpoints" / stem / f"{parameters['profile']}-{key}"
 
 
-def unit_progress(folder: Path) -> list[tuple[str, str, str]]:
-    """(modified UTC, kind, file) of what a checkpoint folder holds, oldest first: finished units (``.json``,
-    written by ``RunRecorder.cached``) and the training checkpoints of fits (``.pt``, unfinished ones among them)."""
+def unit_progress(folder: Path) -> list[tuple[str, str, str, str]]:
+    """(modified UTC, kind, file, how far) of what a checkpoint folder holds, oldest first: finished units
+    (``.json``, written by ``RunRecorder.cached``) and the training checkpoints of fits (``.pt``, unfinished ones
+    among them; how far: ``checkpoint_position``)."""
     kinds = {".json": "finished unit", ".pt": "training checkpoint"}
     files = sorted((f for f in folder.rglob("*") if f.suffix in kinds), key=lambda f: f.stat().st_mtime)
     return [
@@ -293,9 +294,33 @@ def unit_progress(folder: Path) -> list[tuple[str, str, str]]:
             datetime.fromtimestamp(f.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M"),
             kinds[f.suffix],
             f.relative_to(folder).as_posix(),
+            checkpoint_position(f) if f.suffix == ".pt" else "",
         )
         for f in files
     ]
+
+
+def checkpoint_position(path: Path) -> str:
+    """How far the fit that wrote a training checkpoint got, e.g. ``iteration 6,000 of 10,000`` or ``epoch 15 of
+    500, stopped early``: its iteration / epoch counter against the bound in its saved config, for the fits
+    whose checkpoints carry them (MGCNN: ``next_iteration``; the epoch loops: ``epoch``); "" for the others."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # noqa: BLE001 - a torn or foreign file: say so, the listing goes on
+        return "unreadable"
+    if not isinstance(state, dict):
+        return ""
+    config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    if "next_iteration" in state:
+        where, bound = f"iteration {state['next_iteration']:,}", config.get("n_iterations")
+    elif "epoch" in state:
+        where, bound = f"epoch {state['epoch']:,}", config.get("epochs", config.get("max_epochs"))
+    else:
+        return ""
+    where += f" of {bound:,}" if isinstance(bound, int) else ""
+    return where + (", stopped early" if state.get("stopped") or state.get("stopped_early") else "")
 
 
 def run_notebook(
