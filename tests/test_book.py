@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import pandas as pd
 
 from recrepro.book import STATUS_GROUPS, _provenance_line, _status_counts
@@ -35,7 +39,9 @@ def test_status_counts_group_statuses_by_kind_not_by_reason() -> None:
 def test_provenance_line_reads_seeds_from_parameters_when_not_recorded_apart() -> None:
     prov = {"commit": "abc1234567890", "device": "cpu", "parameters": {"seeds": [0, 1]}, "wall_seconds": 3.0}
     line = _provenance_line("nb", {"profile": "full", "provenance": prov, "stale": False})
-    assert "seeds [0, 1]" in line and "abc1234567" in line and "stale" not in line
+    assert "seeds [0, 1]" in line and "abc1234567" in line and "stale" not in line and "in progress" not in line
+    line = _provenance_line("nb", {"profile": "full", "provenance": prov, "stale": False, "in_progress": 21})
+    assert "a full run is in progress (21 units finished, see [](budget.md))" in line
 
 
 def test_measurements_table_shows_mean_std_and_budget_per_row() -> None:
@@ -152,3 +158,51 @@ def test_across_notebooks_sets_every_notebooks_rmse_side_by_side() -> None:
     assert cells["model"] == ["mine, other", "0.8500 ± 0.0707 (n=2)", "0.7000 †"]
     assert cells["f-eae (other)"][1] == "1.2000 †" and cells["f-eae (late)"][1] == "1.1000"
     assert "smoke-only" not in cells and _across_notebooks(metrics, ("z",), own=[]) == []
+
+
+def _commit_all(repo: Path) -> None:
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def test_runs_in_progress_list_committed_checkpoint_folders_and_whether_they_resume(
+    repo_root: Path, data_root: Path, tmp_path: Path
+) -> None:
+    """The budget page's in-progress table: committed folders only, their finished units, the fits stopped
+    mid-way (not the finished or early-stopped ones), and whether the current code's resume key names them."""
+    import torch
+
+    from recrepro.book import runs_in_progress
+    from recrepro.runner import checkpoint_folder, run_parameters
+
+    for part in ("notebooks", "src", "pyproject.toml"):
+        copy = shutil.copytree if (repo_root / part).is_dir() else shutil.copy
+        copy(repo_root / part, tmp_path / part)
+    stem = "monti2017_t5_real"
+    current = checkpoint_folder(stem, run_parameters("full", "cpu", data_root, tmp_path, None), tmp_path, data_root)
+    older = current.with_name("full-000000000000")
+    for folder in (current, older):
+        folder.mkdir(parents=True)
+        (folder / "unit-seed0.json").write_text("{}")
+    torch.save({"next_iteration": 6000, "stopped": False, "config": {"n_iterations": 10_000}}, current / "mid.pt")
+    torch.save({"next_iteration": 10_000, "stopped": False, "config": {"n_iterations": 10_000}}, current / "done.pt")
+    torch.save({"epoch": 15, "stopped_early": True, "config": {"epochs": 500}}, current / "early.pt")
+    (tmp_path / "results" / "checkpoints" / "no_such_table" / "full-1").mkdir(parents=True)
+    (tmp_path / "results" / "checkpoints" / "no_such_table" / "full-1" / "u.json").write_text("{}")
+    _commit_all(tmp_path)
+    (tmp_path / "results" / "checkpoints" / stem / "smoke-2").mkdir()  # not committed: not listed
+    (tmp_path / "results" / "checkpoints" / stem / "smoke-2" / "u.json").write_text("{}")
+
+    rows = runs_in_progress(tmp_path, data_root).set_index("checkpoint folder")
+    assert sorted(rows.index) == sorted(f.relative_to(tmp_path).as_posix() for f in (current, older)) + [
+        "results/checkpoints/no_such_table/full-1"
+    ]
+    row = rows.loc[current.relative_to(tmp_path).as_posix()]
+    assert row["finished units"] == 1
+    assert row["fits mid-way"] == "mid: iteration 6,000 of 10,000"
+    assert row["current code resumes it"] == "yes"
+    assert row["command"] == f"`recrepro run {stem} --profile full`"
+    assert rows.loc[older.relative_to(tmp_path).as_posix(), "current code resumes it"].startswith("no: code")
+    assert rows.loc["results/checkpoints/no_such_table/full-1", "current code resumes it"].startswith("no: no notebook")
+    unknown = runs_in_progress(tmp_path, None).set_index("checkpoint folder")
+    assert unknown.loc[current.relative_to(tmp_path).as_posix(), "current code resumes it"] == "unknown (no data root)"

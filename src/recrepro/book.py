@@ -28,10 +28,20 @@ from . import __version__  # noqa: E402
 from .catalog import NOTEBOOKS, PAPERS  # noqa: E402
 from .claims import load_claims  # noqa: E402
 from .compare import TOLERANCE_RULE, diff, selection_optimism, summarise  # noqa: E402
-from .data.registry import DATASETS, ENV_VAR, resolve_data_root  # noqa: E402
+from .data.registry import DATASETS, ENV_VAR, DataNotFoundError, resolve_data_root  # noqa: E402
 from .figures import paper_vs_ours, relative_rmse  # noqa: E402
 from .results import load_all_metrics, load_run  # noqa: E402
-from .runner import git_state, is_stale, project_root, run_notebook  # noqa: E402
+from .runner import (  # noqa: E402
+    checkpoint_folder,
+    checkpoint_position,
+    committed_checkpoint_folders,
+    git_state,
+    is_midway,
+    is_stale,
+    project_root,
+    run_notebook,
+    run_parameters,
+)
 
 GENERATED = "generated"
 # paper-vs-ours tables have eight or more columns: let the article use the page width and a smaller type
@@ -77,6 +87,8 @@ def _provenance_line(stem: str, st: dict) -> str:
         flags.append("**smoke profile: reduced budget, numbers not comparable**")
     if st["stale"]:
         flags.append("**stale: code, notebook, parameters or data changed since this result was produced**")
+    if "in_progress" in st:
+        flags.append(f"a full run is in progress ({st['in_progress']} units finished, see [](budget.md))")
     dirty = " (uncommitted changes)" if p.get("dirty") else ""
     seeds = p.get("seeds", p.get("parameters", {}).get("seeds", "?"))
     return (
@@ -117,6 +129,14 @@ def build_book(
     (gen / "figures").mkdir(parents=True)
     (gen / "executed").mkdir(parents=True)
     status = _run_status(root, data_root, run_missing, device)
+    try:
+        droot: Path | None = resolve_data_root(data_root)
+    except DataNotFoundError:  # the book still builds from results; the data page then says nothing is here
+        droot = None
+    in_progress = runs_in_progress(root, droot)
+    for row in in_progress.to_dict("records"):
+        if row["current code resumes it"] == "yes" and status.get(row["notebook"], {}).get("profile") is not None:
+            status[row["notebook"]]["in_progress"] = row["finished units"]
     shown = [s for s, st in status.items() if st["profile"] is not None]
     claims = load_claims(root / "results" / "claims.csv")
     metrics = load_all_metrics(root / "results", shown)
@@ -283,16 +303,23 @@ def build_book(
                 "## Per table, dataset and method",
                 "",
                 _md_table(shown_costs),
+                "",
+                "## Full runs in progress",
+                "",
+                "A full run that outlasts a session keeps its finished units (and the training checkpoints of its "
+                "fits, mid-way ones included) in a checkpoint folder named by its inputs; the study commits that "
+                "folder so the next session, or a reader, resumes the run where it stopped. Nothing in it is "
+                "published: a table's result appears in this book when every unit of its run has finished. "
+                "*Current code resumes it* says whether `recrepro run` with the code of this commit finds the "
+                "folder (any change to the table's code, parameters or data starts a new one).",
+                "",
+                _md_table(in_progress) if len(in_progress) else "None.",
             ]
         )
         + "\n",
     )
 
     # data
-    try:
-        droot = resolve_data_root(data_root)
-    except Exception:
-        droot = None
     rows = []
     for name, ds in DATASETS.items():
         present = droot is not None and all((droot / f).is_file() for f in ds.files)
@@ -442,6 +469,43 @@ def _fastest_rows(root: Path, path: Path, keys: list[str]) -> pd.DataFrame:
         return pd.DataFrame()
     timed = pd.concat(frames, ignore_index=True).dropna(subset=["_speed"])  # drops totals and untimed methods
     return timed.loc[timed.groupby(keys, sort=False)["_speed"].idxmin()]
+
+
+def runs_in_progress(root: Path, data_root: Path | None) -> pd.DataFrame:
+    """One row per committed checkpoint folder (``committed_checkpoint_folders``): a long run the study has
+    started but not published. Its finished units, its fits stopped mid-way (where each got to), the last commit
+    that saved it, whether ``recrepro run`` with the current code resumes it (its folder name is the resume key;
+    unknown without the data, which the key covers) and the command that does."""
+    rows = []
+    for folder in committed_checkpoint_folders(root):
+        stem, profile = folder.parent.name, folder.name.split("-", 1)[0]
+        if not folder.is_dir():
+            continue
+        checkpoints = sorted(folder.rglob("*.pt"))
+        midway = [f"{p.stem}: {checkpoint_position(p)}" for p in checkpoints if is_midway(p)]
+        if stem not in NOTEBOOKS:
+            resumes = "no: no notebook of that name"
+        elif data_root is None:
+            resumes = "unknown (no data root)"
+        else:
+            expected = checkpoint_folder(stem, run_parameters(profile, "cpu", data_root, root, None), root, data_root)
+            resumes = "yes" if expected == folder else "no: code or parameters changed since (its units are not reused)"
+        last = subprocess.run(
+            ["git", "log", "-1", "--format=%h (%cs)", "--", folder.relative_to(root).as_posix()],
+            cwd=root, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        rows.append(
+            {
+                "notebook": stem,
+                "checkpoint folder": folder.relative_to(root).as_posix(),
+                "finished units": sum(1 for _ in folder.rglob("*.json")),
+                "fits mid-way": "; ".join(midway) or "none",
+                "last saved in": last,
+                "current code resumes it": resumes,
+                "command": f"`recrepro run {stem} --profile {profile}`",
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def full_protocol_costs(root: Path, metrics: pd.DataFrame, stale: Collection[str] = ()) -> pd.DataFrame:

@@ -300,27 +300,54 @@ def unit_progress(folder: Path) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def checkpoint_position(path: Path) -> str:
-    """How far the fit that wrote a training checkpoint got, e.g. ``iteration 6,000 of 10,000`` or ``epoch 15 of
-    500, stopped early``: its iteration / epoch counter against the bound in its saved config, for the fits
-    whose checkpoints carry them (MGCNN: ``next_iteration``; the epoch loops: ``epoch``); "" for the others."""
+def fit_position(path: Path) -> tuple[str, int, int | None, bool] | None:
+    """(counter name, value, bound, stopped early) of the fit that wrote a training checkpoint, for the fits whose
+    checkpoints carry them (MGCNN: ``next_iteration`` of ``n_iterations``; the epoch loops: ``epoch`` of
+    ``epochs``); None for the others. Raises on a torn or foreign file."""
     import torch
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # noqa: BLE001 - a torn or foreign file: say so, the listing goes on
-        return "unreadable"
+    state = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(state, dict):
-        return ""
+        return None
     config = state.get("config") if isinstance(state.get("config"), dict) else {}
     if "next_iteration" in state:
-        where, bound = f"iteration {state['next_iteration']:,}", config.get("n_iterations")
+        name, value, bound = "iteration", state["next_iteration"], config.get("n_iterations")
     elif "epoch" in state:
-        where, bound = f"epoch {state['epoch']:,}", config.get("epochs", config.get("max_epochs"))
+        name, value, bound = "epoch", state["epoch"], config.get("epochs", config.get("max_epochs"))
     else:
+        return None
+    stopped = bool(state.get("stopped") or state.get("stopped_early"))
+    return name, int(value), bound if isinstance(bound, int) else None, stopped
+
+
+def checkpoint_position(path: Path) -> str:
+    """How far the fit that wrote a training checkpoint got, e.g. ``iteration 6,000 of 10,000`` or ``epoch 15 of
+    500, stopped early`` (see ``fit_position``); "unreadable" for a torn file, "" when it does not say."""
+    try:
+        position = fit_position(path)
+    except Exception:  # noqa: BLE001 - a torn or foreign file: say so, the listing goes on
+        return "unreadable"
+    if position is None:
         return ""
-    where += f" of {bound:,}" if isinstance(bound, int) else ""
-    return where + (", stopped early" if state.get("stopped") or state.get("stopped_early") else "")
+    name, value, bound, stopped = position
+    of = f" of {bound:,}" if bound is not None else ""
+    return f"{name} {value:,}{of}" + (", stopped early" if stopped else "")
+
+
+def is_midway(path: Path) -> bool:
+    """Whether a training checkpoint is of a fit that has neither reached its bound nor stopped early."""
+    try:
+        position = fit_position(path)
+    except Exception:  # noqa: BLE001 - unreadable: the run that resumes it starts that fit again
+        return False
+    return position is not None and position[2] is not None and position[1] < position[2] and not position[3]
+
+
+def committed_checkpoint_folders(root: Path) -> list[Path]:
+    """The checkpoint folders ``results/checkpoints/<notebook>/<profile>-<key>`` that hold committed files: a long
+    run's finished units, committed so that the next session (or a reader) resumes it instead of starting over."""
+    tracked = _git(root, "ls-files", "--", "results/checkpoints").splitlines()
+    return sorted({root.joinpath(*Path(f).parts[:4]) for f in tracked if len(Path(f).parts) > 4})
 
 
 def run_notebook(
