@@ -478,9 +478,9 @@ def runs_in_progress(root: Path, data_root: Path | None) -> pd.DataFrame:
     unknown without the data, which the key covers) and the command that does."""
     rows = []
     for folder in committed_checkpoint_folders(root):
-        stem, profile = folder.parent.name, folder.name.split("-", 1)[0]
-        if not folder.is_dir():
+        if not folder.is_dir():  # its files are committed but deleted in this working tree
             continue
+        stem, profile = folder.parent.name, folder.name.split("-", 1)[0]
         checkpoints = sorted(folder.rglob("*.pt"))
         midway = [f"{p.stem}: {checkpoint_position(p)}" for p in checkpoints if is_midway(p)]
         if stem not in NOTEBOOKS:
