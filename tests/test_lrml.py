@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -194,3 +195,37 @@ def test_row_sparse_steps_equal_dense_steps(overrides: dict) -> None:
     for dense, sparse in zip(models[0].parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-6)
     assert float(models[0].user.detach().norm(dim=1).max()) <= 1.0 + 1e-6
+
+
+def test_grid_search_resumes_from_finished_trials_and_seed_0_is_the_selected_trial(
+    tmp_path, data_root, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each finished trial is a unit (``<unit>-trials/trial_###.json``): with its training checkpoint and the
+    search's result deleted, a rerun rebuilds the search from those units without training anything, and seed 0's
+    rows are the selected trial's test metrics (not a retrained fit)."""
+    from recrepro.experiments import lrml2018
+    from recrepro.results import RunRecorder
+
+    def run(out: str) -> dict:
+        recorder = RunRecorder("lrml2018_ml1m", "smoke", tmp_path / out, tmp_path / "ckpt")
+        lrml2018.run_split(
+            recorder, split="ml-1m/ncf-loo", dataset_key="ml-1m/ncf-loo", profile="smoke", device="cpu",
+            data_root=data_root, methods=["bpr-mf"],
+        )  # fmt: skip
+        rows = recorder.metrics()
+        return dict(zip(rows["metric"] + "/" + rows["seed"].astype(str), rows["value"], strict=True))
+
+    first = run("a")
+    (trial_json,) = (tmp_path / "ckpt").glob("*-bpr-mf-*-trials/trial_000.json")
+    summary = json.loads(trial_json.read_text())
+    assert first["hr@10/0"] == summary["metrics"]["sampled/hr@10"]
+    assert first["full/ndcg@10/0"] == summary["metrics"]["full/ndcg@10"]
+    assert not list((tmp_path / "ckpt").glob("*-seed0.json"))  # seed 0 is not a fit of its own
+    trial_json.with_suffix(".pt").unlink()
+    next((tmp_path / "ckpt").glob("*-bpr-mf-*-tuning.json")).unlink()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished trial was trained again")
+
+    monkeypatch.setitem(lrml2018.FIT_FUNCTIONS, "bpr-mf", no_training)
+    assert run("b") == first

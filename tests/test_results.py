@@ -222,9 +222,10 @@ def test_resume_key_is_shared_by_runs_that_differ_only_in_seeds_or_methods(repo_
 def test_progress_names_the_folder_a_run_uses_and_what_it_holds(
     repo_root: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``recrepro progress`` computes the checkpoint folder exactly as ``run`` does and lists its units."""
+    """``recrepro progress`` computes the checkpoint folder exactly as ``run`` does, lists its units and names the
+    files to commit for the next session to resume it."""
     from recrepro.cli import main
-    from recrepro.runner import checkpoint_folder, run_parameters, unit_progress
+    from recrepro.runner import checkpoint_folder, resume_files, run_parameters, unit_progress
 
     params = run_parameters("full", "cpu", data_root, repo_root, {"seeds": [4, 3], "max_epochs": 5})
     folder = checkpoint_folder("baselines_rating", params, repo_root, data_root)
@@ -248,6 +249,10 @@ def test_progress_names_the_folder_a_run_uses_and_what_it_holds(
         "mg.pt": ("training checkpoint", "iteration 6,000 of 10,000"),
         "lrml.pt": ("training checkpoint", "epoch 15 of 500, stopped early"),
     }
+    # what to commit for the next session: the units and the one fit stopped mid-way, not finished fits' states
+    torch.save({"next_iteration": 10_000, "stopped": False, "config": {"n_iterations": 10_000}}, scratch / "done.pt")
+    assert resume_files(scratch) == [scratch / "mg.pt", scratch / "unit-seed0.json"]
+    assert main([*argv, "-p", "seeds=[4, 3]", "-p", "max_epochs=5", "--resume-files"]) == 0
 
 
 def test_a_parameter_the_notebook_does_not_declare_is_refused(repo_root: Path, data_root: Path) -> None:

@@ -51,7 +51,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_progress(args: argparse.Namespace) -> int:
     from .data.registry import resolve_data_root
-    from .runner import checkpoint_folder, project_root, run_parameters, unit_progress
+    from .runner import checkpoint_folder, project_root, resume_files, run_parameters, unit_progress
 
     parsed = _stems_and_parameters(args)
     if parsed is None:
@@ -61,6 +61,9 @@ def _cmd_progress(args: argparse.Namespace) -> int:
     for stem in stems:
         params = run_parameters(args.profile, args.device, droot, root, extra)
         folder = checkpoint_folder(stem, params, root, droot)
+        if args.resume_files:
+            print("\n".join(p.relative_to(root).as_posix() for p in resume_files(folder)))
+            continue
         rows = unit_progress(folder)
         print(f"{stem} [{args.profile}]: {folder.relative_to(root)} ({len(rows)} files)")
         for modified, kind, name, position in rows:
@@ -150,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     pr.add_argument("--data-root", default=None, help=data_root_help)
     pr.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="as for run")
+    pr.add_argument(
+        "--resume-files",
+        action="store_true",
+        help="print only the files to commit for the next session to resume the run (finished units and the "
+        "checkpoints of fits stopped mid-way), one path a line: `... | xargs git add -f`",
+    )
     pr.set_defaults(func=_cmd_progress)
 
     d = sub.add_parser("diff", help="paper vs ours for every claim, with computed status")

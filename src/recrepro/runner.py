@@ -343,6 +343,14 @@ def is_midway(path: Path) -> bool:
     return position is not None and position[2] is not None and position[1] < position[2] and not position[3]
 
 
+def resume_files(folder: Path) -> list[Path]:
+    """What a checkpoint folder needs to be committed with for the next session to resume its run: every finished
+    unit (``.json``) and the training checkpoints of the fits stopped mid-way (``is_midway``). A finished fit's
+    ``.pt`` is left out: its result is in a unit (an LRML grid trial's too), so nothing reads it again."""
+    files = sorted(folder.rglob("*.json")) + [p for p in sorted(folder.rglob("*.pt")) if is_midway(p)]
+    return sorted(files)
+
+
 def committed_checkpoint_folders(root: Path) -> list[Path]:
     """The checkpoint folders ``results/checkpoints/<notebook>/<profile>-<key>`` that hold committed files: a long
     run's finished units, committed so that the next session (or a reader) resumes it instead of starting over."""

@@ -15,7 +15,9 @@ Protocol (one unit per method and seed; test data is never used for a decision):
 * Tuning: a 2 x 2 grid per trained method (4 trials each, the same budget for every method), each trial trained
   with seed 0 and early-stopped on seed 0's validation view; the winner is the best validation HR@10 (sampled).
   Popularity has nothing to tune. The chosen configuration is then trained with every seed (each seed its own
-  validation view and initialisation); seed 0 reuses the selected trial's checkpoint instead of retraining.
+  validation view and initialisation); seed 0 is the selected trial itself (not retrained). Each finished trial
+  is a unit of its own, so an interrupted search resumes from its finished trials' results and the training
+  checkpoint of the trial it stopped in.
 * Metrics: HR@k and nDCG@k for k = 1..20 and MRR, under the paper's sampled protocol (target among its 99
   negatives; metric keys ``hr@10``...) and under full ranking (target among every item the user has no training
   interaction with; keys ``full/hr@10``...), ties counted in expectation. Krichene & Rendle 2020 show that
@@ -83,6 +85,7 @@ from ..models.ranking import (
     tune,
 )
 from ..results import RunRecorder
+from ..training import FitResult
 from . import resolve_seeds
 
 ML1M_SPLIT = "ml-1m/ncf-loo"
@@ -299,6 +302,18 @@ def _caps(max_epochs: int | dict[str, int] | None) -> dict[str, int]:
     return caps
 
 
+def _summary_result(summary: dict[str, Any]) -> FitResult:
+    """The ``FitResult`` a ``_fit_summary`` keeps (what ``tune`` reads to choose: the validation metrics)."""
+    return FitResult(
+        metrics=summary["metrics"],
+        best_epoch=summary["best_epoch"],
+        history=pd.DataFrame(summary["history"]),
+        config=summary["config"],
+        valid_metrics=summary["valid"],
+        epochs_run=summary["epochs_run"],
+    )
+
+
 def _metric_key(key: str) -> str:
     """``sampled/hr@10`` -> ``hr@10`` (the claims' key for the paper's protocol); ``full/...`` kept."""
     return key.removeprefix("sampled/")
@@ -366,22 +381,28 @@ def run_split(
         budgets[method] = budget
         unit = f"{tag}-{method}-{_digest([asdict(base), grid, prof.max_users])}"
         trial_dir = None if recorder.checkpoint_dir is None else recorder.checkpoint_dir / f"{unit}-trials"
-        best_cfg, best_trial = base, None
+        best_cfg, selected = base, None
         if grid:
 
-            def run_tuning(fit_fn=fit_fn, grid=grid, base=base, trial_dir=trial_dir) -> dict[str, Any]:
+            def run_tuning(fit_fn=fit_fn, grid=grid, base=base, trial_dir=trial_dir, unit=unit) -> dict[str, Any]:
                 t0 = time.perf_counter()
-                res = tune(
-                    fit_fn,
-                    grid,
-                    loo,
-                    TUNING_SEED,
-                    base_config=base,
-                    device=device,
-                    checkpoint_dir=trial_dir,
-                    protocol_eval=("sampled",),  # trials need no full-ranking test pass (nothing reads it)
-                    ks=(10,),
-                )
+                summaries: dict[str, dict[str, Any]] = {}
+
+                def trial_fit(loo: LeaveOneOut, cfg: Any, *, checkpoint_path: Path | None, **kw: Any) -> FitResult:
+                    def compute() -> dict[str, Any]:
+                        t1 = time.perf_counter()
+                        res = fit_fn(loo, cfg, checkpoint_path=checkpoint_path, **kw)
+                        return _fit_summary(res, time.perf_counter() - t1)
+
+                    # a finished trial is a unit of its own (``<unit>-trials/trial_###.json``): its training
+                    # checkpoint is then no longer needed to resume the search
+                    key = None if checkpoint_path is None else f"{unit}-trials/{Path(checkpoint_path).stem}"
+                    out = compute() if key is None else recorder.cached(key, compute)
+                    summaries[_digest(asdict(cfg))] = out
+                    return _summary_result(out)
+
+                res = tune(trial_fit, grid, loo, TUNING_SEED, base_config=base, device=device,
+                           checkpoint_dir=trial_dir, ks=KS)  # fmt: skip
                 table = res.table.drop(columns=[c for c in res.table if c.startswith("test")], errors="ignore")
                 return {
                     "best": asdict(res.best_config),
@@ -389,28 +410,26 @@ def run_split(
                     "trials": json.loads(table.to_json(orient="records")),  # native types for the JSON checkpoint
                     "n_trials": res.n_trials,
                     "seconds": time.perf_counter() - t0,
+                    "selected_fit": summaries[_digest(asdict(res.best_config))],
                 }
 
             tuned = recorder.cached(f"{unit}-tuning", run_tuning)
             best_cfg = type(base)(**tuned["best"])
-            best_trial = tuned["best_trial"]
+            selected = tuned["selected_fit"]
             trials = pd.DataFrame(tuned["trials"]).assign(dataset=dataset_key, method=method)
             first = ["dataset", "method", "trial", *grid]
             tuning.append(trials[first + [c for c in trials if c not in first]])
         method_seeds = (prof.seeds[0],) if method == "popularity" else prof.seeds
         for seed in method_seeds:
 
-            def fit(
-                seed=seed, fit_fn=fit_fn, cfg=best_cfg, best_trial=best_trial, trial_dir=trial_dir, unit=unit
-            ) -> dict:
-                ckpt = recorder.checkpoint_path(f"{unit}-seed{seed}")
-                if seed == TUNING_SEED and best_trial is not None and trial_dir is not None:
-                    ckpt = trial_dir / f"trial_{best_trial:03d}.pt"  # the selected trial: evaluate, do not retrain
+            def fit(seed=seed, fit_fn=fit_fn, cfg=best_cfg, unit=unit) -> dict:
                 t0 = time.perf_counter()
+                ckpt = recorder.checkpoint_path(f"{unit}-seed{seed}")
                 res = fit_fn(loo, cfg, device=device, seed=seed, checkpoint_path=ckpt, ks=KS)
                 return _fit_summary(res, time.perf_counter() - t0)
 
-            out = recorder.cached(f"{unit}-seed{seed}", fit)
+            reused = seed == TUNING_SEED and selected is not None  # the selected trial is seed 0's fit
+            out = selected if reused else recorder.cached(f"{unit}-seed{seed}", fit)
             rec_seed = None if method == "popularity" else seed
             row_extra = {"budget": budget} if budget else {}
             for key, value in out["metrics"].items():
@@ -427,7 +446,7 @@ def run_split(
                     "epoch_bound": getattr(best_cfg, "epochs", 0),
                     "seconds_per_epoch": out["seconds_per_epoch"],
                     "fit_seconds": out["fit_seconds"],
-                    "reused_tuning_trial": seed == TUNING_SEED and best_trial is not None and trial_dir is not None,
+                    "reused_tuning_trial": reused,
                     **{f"chosen/{k}": getattr(best_cfg, k) for k in grid},
                 }
             )
