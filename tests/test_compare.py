@@ -18,6 +18,7 @@ from recrepro.compare import (
     render,
     selection_optimism,
     summarise,
+    swapped_settings,
     tolerance,
 )
 
@@ -50,10 +51,10 @@ EXPECTED = {
 }
 
 
-@pytest.fixture
-def claims(tmp_path: Path) -> pd.DataFrame:
+def write_claims(path: Path, claims: list[tuple[str, ...]], labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """A registry of ``CLAIMS``-shaped rows; ``labels`` maps a claim to the paper's method name (default: its row)."""
     rows = []
-    for cid, ds, method, metric, value, lower in CLAIMS:
+    for cid, ds, method, metric, value, lower in claims:
         row = {c: "" for c in CLAIM_COLUMNS}
         row.update(
             claim_id=cid,
@@ -61,7 +62,7 @@ def claims(tmp_path: Path) -> pd.DataFrame:
             table="T1",
             dataset=ds,
             metric=metric,
-            method=method,
+            method=(labels or {}).get(cid, method),
             is_paper_method="false",
             value=value,
             source_note="VERIFIED-PWC (test)",
@@ -72,9 +73,13 @@ def claims(tmp_path: Path) -> pd.DataFrame:
             lower_is_better=lower,
         )
         rows.append(row)
-    path = tmp_path / "claims.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return load_claims(path)
+
+
+@pytest.fixture
+def claims(tmp_path: Path) -> pd.DataFrame:
+    return write_claims(tmp_path / "claims.csv", CLAIMS)
 
 
 def metrics_frame() -> pd.DataFrame:
@@ -120,6 +125,36 @@ def test_diff_filters_by_paper(claims: pd.DataFrame) -> None:
 def test_no_metrics_at_all(claims: pd.DataFrame) -> None:
     out = diff(claims, pd.DataFrame(columns=["dataset", "method", "metric", "seed", "value"]))
     assert out["status"].str.startswith("not run: ").all()
+
+
+def test_two_paper_values_that_fit_our_two_settings_swapped_are_found(tmp_path: Path) -> None:
+    """Flixster's shape: the value the registry gives "both graphs" fits our users-graph row and vice versa."""
+    claims = write_claims(
+        tmp_path / "claims.csv",
+        [
+            ("s-both", "fx", "s", "rmse", "1.1788", "true"),
+            ("s-users", "fx", "s-users", "rmse", "0.9258", "true"),
+            ("g-both", "fx", "g", "rmse", "1.3126", "true"),  # ours far from both values: no swap
+            ("g-users", "fx", "g-users", "rmse", "1.2447", "true"),
+            ("c-both", "fx", "c", "rmse", "1.1788", "true"),  # would fit swapped, but one row is a capped run
+            ("c-users", "fx", "c-users", "rmse", "0.9258", "true"),
+        ],
+        labels={"s-users": "s", "g-users": "g", "c-users": "c"},
+    )
+    rows = [("s", 0.9116), ("s-users", 1.195), ("g", 0.8954), ("g-users", 0.9974), ("c", 0.9116), ("c-users", 1.195)]
+    metrics = pd.DataFrame(
+        [{"dataset": "fx", "method": m, "metric": "rmse", "seed": 0, "value": v, "profile": "full"} for m, v in rows]
+    ).assign(budget=lambda f: f["method"].map({"c-users": "reduced: 500 of 10,000 iterations"}).fillna(""))
+    found = swapped_settings(diff(claims, metrics))
+    assert found[["method", "claim_a", "claim_b"]].values.tolist() == [["s", "s-both", "s-users"]]
+    (row,) = found.itertuples()
+    assert row.error_as_assigned == pytest.approx(abs(0.9116 - 1.1788) + abs(1.195 - 0.9258))
+    assert row.error_swapped == pytest.approx(abs(0.9116 - 0.9258) + abs(1.195 - 1.1788))
+    assert swapped_settings(diff(claims, metrics), factor=100.0).empty  # 0.536 / 0.030 is ~18x, not 100x
+    from recrepro.book import _findings
+
+    lines = [line for line in _findings(claims, metrics, diff(claims, metrics)) if "swapped" in line]
+    assert len(lines) == 1 and "`s-both`" in lines[0] and "`s-users`" in lines[0]
 
 
 def test_printed_half_unit() -> None:

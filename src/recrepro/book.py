@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 from . import __version__  # noqa: E402
 from .catalog import NOTEBOOKS, PAPERS  # noqa: E402
 from .claims import load_claims  # noqa: E402
-from .compare import TOLERANCE_RULE, diff, selection_optimism, summarise  # noqa: E402
+from .compare import TOLERANCE_RULE, diff, selection_optimism, summarise, swapped_settings  # noqa: E402
 from .data.registry import DATASETS, ENV_VAR, DataNotFoundError, resolve_data_root  # noqa: E402
 from .figures import paper_vs_ours, relative_rmse  # noqa: E402
 from .results import load_all_metrics, load_run  # noqa: E402
@@ -250,7 +250,7 @@ def build_book(
                 "",
                 "## Findings computed from the results",
                 "",
-                *_findings(claims, metrics),
+                *_findings(claims, metrics, full_diff),
                 "",
                 "## Every claim",
                 "",
@@ -706,14 +706,23 @@ def _baselines_section(claims: pd.DataFrame, metrics: pd.DataFrame, status: dict
     ]
 
 
-def _findings(claims: pd.DataFrame, metrics: pd.DataFrame) -> list[str]:
-    """Paper methods whose published number a simple baseline of ours beats (full-profile results only)."""
+def _findings(claims: pd.DataFrame, metrics: pd.DataFrame, d: pd.DataFrame) -> list[str]:
+    """Paper methods whose published number a simple baseline of ours beats, and pairs of paper values that fit
+    our two settings better swapped (``swapped_settings``); full-profile results only. ``d``: ``diff``'s output."""
+    swaps = [
+        f"- **{r.dataset}**, {r.method} ({r.paper}): the paper's two values fit our two settings far better "
+        f"swapped. As the registry assigns them, our `{r.our_row_a}` {r.ours_a} vs {r.paper_a} (claim "
+        f"`{r.claim_a}`, {r.source_a}) and our `{r.our_row_b}` {r.ours_b} vs {r.paper_b} (claim `{r.claim_b}`, "
+        f"{r.source_b}): total |ours - paper| {r.error_as_assigned:.4g}; with the two values exchanged, "
+        f"{r.error_swapped:.4g}. Which setting each printed value belongs to is worth checking in the paper."
+        for r in swapped_settings(d).itertuples()
+    ]
     if metrics.empty:
         return ["*No results yet.*"]
     full = metrics[metrics["profile"] == "full"] if "profile" in metrics else metrics
     base = full[full["method"].isin(["global-mean", "user-mean", "item-mean", "user-item-mean", "biased-mf"])]
     if base.empty:
-        return ["*No full-profile baseline results yet.*"]
+        return swaps or ["*No full-profile baseline results yet.*"]
     best = summarise(base).sort_values("mean").groupby(["dataset", "metric"]).head(1)
     out = []
     paper_rows = claims[
@@ -730,7 +739,7 @@ def _findings(claims: pd.DataFrame, metrics: pd.DataFrame) -> list[str]:
                 f"- **{b['dataset']}**: our `{b['method']}` ({b['ours']}) beats the published {c['method']} "
                 f"({c['value']}, {c['paper']}, claim `{c['claim_id']}`, {c['source']})."
             )
-    return out or ["- No published paper-method number is beaten by our simple baselines."]
+    return (out or ["- No published paper-method number is beaten by our simple baselines."]) + swaps
 
 
 def _config(version_line: str) -> str:

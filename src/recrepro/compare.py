@@ -160,6 +160,8 @@ def diff(
             "our_row": c["method_key"],
             "metric": c["metric_key"] or c["metric"],
             "paper_value": c["value"],
+            "paper_num": c["value_num"],
+            "kind": c["kind"],
             "source": c["source"],
             "ours_mean": np.nan,
             "ours_std": np.nan,
@@ -186,6 +188,37 @@ def diff(
                 row["tolerance"] = tolerance(c["value"], c["value_num"], ours["std"])
         row["status"] = status_of(c, ours)
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+SWAP_FACTOR = 4.0  # a pair "fits swapped" when exchanging its two paper values cuts the total error this many times
+MEASURED = ("reproduced", "not reproduced")  # statuses of full-protocol results compared with a paper value
+_PAIR_FIELDS = {"our_row": "our_row", "ours": "ours", "claim": "claim_id", "paper": "paper_value", "source": "source"}
+
+
+def swapped_settings(d: pd.DataFrame, factor: float = SWAP_FACTOR) -> pd.DataFrame:
+    """Pairs of paper claims on one method, dataset and metric under two settings (two of our rows, e.g. both graphs
+    and users graph only) whose two paper values fit our two results far better exchanged.
+
+    ``d`` is ``diff``'s output. A pair is listed when both our rows are full-protocol results (status reproduced or
+    not reproduced) and the total |ours − paper| with the two values swapped is at most 1/``factor`` of the total
+    as the registry assigns them: a sign that the values belong to the settings the other way round (a recalled
+    assignment, or a mislabelled column in the paper), for a reader to check against the paper.
+    """
+    paper = d[(d["kind"] == "paper") & d["status"].str.startswith(MEASURED) & d["paper_num"].notna()]
+    rows = []
+    for (pkey, dataset, method, metric), g in paper.groupby(["paper", "dataset", "method", "metric"]):
+        if len(g) != 2 or g["our_row"].nunique() != 2:
+            continue
+        a, b = g.iloc[0], g.iloc[1]
+        direct = abs(a["ours_mean"] - a["paper_num"]) + abs(b["ours_mean"] - b["paper_num"])
+        swapped = abs(a["ours_mean"] - b["paper_num"]) + abs(b["ours_mean"] - a["paper_num"])
+        if swapped * factor <= direct:
+            rows.append(
+                {"paper": pkey, "dataset": dataset, "method": method, "metric": metric}
+                | {f"{k}_{side}": r[col] for side, r in (("a", a), ("b", b)) for k, col in _PAIR_FIELDS.items()}
+                | {"error_as_assigned": direct, "error_swapped": swapped}
+            )
     return pd.DataFrame(rows)
 
 
