@@ -391,8 +391,8 @@ def run_split(
                 def trial_fit(loo: LeaveOneOut, cfg: Any, *, checkpoint_path: Path | None, **kw: Any) -> FitResult:
                     def compute() -> dict[str, Any]:
                         t1 = time.perf_counter()
-                        res = fit_fn(loo, cfg, checkpoint_path=checkpoint_path, **kw)
-                        return _fit_summary(res, time.perf_counter() - t1)
+                        fitted = fit_fn(loo, cfg, checkpoint_path=checkpoint_path, **kw)
+                        return _fit_summary(fitted, time.perf_counter() - t1)
 
                     # a finished trial is a unit of its own (``<unit>-trials/trial_###.json``): its training
                     # checkpoint is then no longer needed to resume the search
@@ -401,8 +401,9 @@ def run_split(
                     summaries[_digest(asdict(cfg))] = out
                     return _summary_result(out)
 
-                res = tune(trial_fit, grid, loo, TUNING_SEED, base_config=base, device=device,
-                           checkpoint_dir=trial_dir, ks=KS)  # fmt: skip
+                res = tune(
+                    trial_fit, grid, loo, TUNING_SEED, base_config=base, device=device, checkpoint_dir=trial_dir, ks=KS
+                )
                 table = res.table.drop(columns=[c for c in res.table if c.startswith("test")], errors="ignore")
                 return {
                     "best": asdict(res.best_config),
