@@ -11,7 +11,17 @@ import pytest
 import torch
 
 from recrepro.results import RunRecorder, atomic_write_json, atomic_write_text, load_run, publish_run, run_dir
-from recrepro.runner import _recrepro_imports, code_hash, input_hash, resume_key, source_snapshot, static_imports
+from recrepro.runner import (
+    _recrepro_imports,
+    checkpoint_folder,
+    code_hash,
+    input_hash,
+    notebook_code,
+    notebook_hash,
+    resume_key,
+    source_snapshot,
+    static_imports,
+)
 
 MODULES = ["recrepro.models.baselines", "recrepro.metrics", "recrepro.data.types", "recrepro.training"]
 
@@ -217,6 +227,45 @@ def test_resume_key_is_shared_by_runs_that_differ_only_in_seeds_or_methods(repo_
     assert resume_key("baselines_rating", {**params, "methods": ["lrml"]}, repo_root, None) == base
     assert resume_key("baselines_rating", {**params, "max_epochs": 5}, repo_root, None) != base
     assert resume_key("baselines_rating", {**params, "profile": "smoke"}, repo_root, None) != base
+
+
+NOTEBOOK = b"""# %% [markdown]
+# # A table
+# Prose about the protocol.
+
+# %% tags=["parameters"]
+profile = "smoke"
+
+# %%
+print(profile)
+"""
+
+
+def test_only_a_notebooks_code_cells_count_as_its_input() -> None:
+    """Editing or adding prose keeps the hash (results stay current, checkpoints in use); code and tags count."""
+    base = notebook_hash(NOTEBOOK)
+    prose = NOTEBOOK.replace(b"Prose about", b"Better prose about")
+    added = NOTEBOOK.replace(b"# %%\nprint", b"# %% [markdown]\n# A new paragraph.\n\n# %%\nprint")
+    assert notebook_hash(prose) == notebook_hash(added) == base
+    assert notebook_code(NOTEBOOK).count(b"# %%") == 2 and b"Prose" not in notebook_code(NOTEBOOK)
+    assert notebook_hash(NOTEBOOK.replace(b'"smoke"', b'"full"')) != base
+    assert notebook_hash(NOTEBOOK.replace(b'tags=["parameters"]', b"")) != base
+    assert notebook_hash(prose, legacy=True) != notebook_hash(NOTEBOOK, legacy=True)  # the whole file
+
+
+def test_a_checkpoint_folder_named_by_the_legacy_key_is_resumed(repo_root: Path, tmp_path: Path) -> None:
+    """A run started while the whole notebook file was hashed keeps its folder; a new run gets the new key."""
+    for part in ("notebooks", "src"):
+        shutil.copytree(repo_root / part, tmp_path / part)
+    params = {"profile": "full", "seeds": [0], "device": "cpu"}
+    stem = "baselines_rating"
+    new = checkpoint_folder(stem, params, tmp_path, None)
+    legacy = new.with_name(f"full-{resume_key(stem, params, tmp_path, None, legacy_notebook_hash=True)}")
+    assert legacy != new and new.name == f"full-{resume_key(stem, params, tmp_path, None)}"
+    legacy.mkdir(parents=True)
+    assert checkpoint_folder(stem, params, tmp_path, None) == legacy
+    new.mkdir()
+    assert checkpoint_folder(stem, params, tmp_path, None) == new  # once both exist, the current key wins
 
 
 def test_progress_names_the_folder_a_run_uses_and_what_it_holds(

@@ -1,7 +1,8 @@
 """Execute notebooks with papermill and publish their results with provenance.
 
-A notebook's *inputs* are its source, the ``recrepro`` package source, its parameters (profile, seeds and
-any extra ones; not the device or paths) and the checksums of the datasets it declares in the catalog. Their
+A notebook's *inputs* are its code cells (not its prose: ``notebook_code``), the ``recrepro`` package source,
+its parameters (profile, seeds and any extra ones; not the device or paths) and the checksums of the datasets it
+declares in the catalog. Their
 hash is stored with the result; a run whose inputs are unchanged is skipped unless forced, and the book
 marks a result whose inputs changed since it was produced as stale.
 """
@@ -108,6 +109,28 @@ def data_fingerprint(stem: str, data_root: Path | None) -> dict[str, str]:
     return out
 
 
+def notebook_code(source: bytes) -> bytes:
+    """The code cells of a jupytext percent notebook, each with its ``# %%`` line (tags included) and without
+    trailing blank lines: what its numbers can depend on. Markdown cells are prose, so editing or adding them
+    keeps the notebook's results current and its checkpoints in use."""
+    cells: list[bytes] = []
+    keep, lines = True, []
+    for line in [*source.splitlines(keepends=True), b"# %%\n"]:  # a sentinel closes the last cell
+        if line.startswith(b"# %%"):
+            if keep and lines:
+                cells.append(b"".join(lines).rstrip())
+            keep, lines = not line[4:].lstrip().startswith((b"[markdown]", b"[md]")), []
+        lines.append(line)
+    return b"\n\0".join(cells)
+
+
+def notebook_hash(source: bytes, legacy: bool = False) -> str:
+    """SHA-256 of a notebook's code cells (``notebook_code``); ``legacy``: of the whole file, as results and
+    checkpoint folders made before prose stopped counting recorded it (``is_stale`` and ``checkpoint_folder``
+    accept those, so they stay current and resumable)."""
+    return _sha256(source if legacy else notebook_code(source))
+
+
 def input_hash(
     stem: str,
     parameters: dict[str, Any],
@@ -115,11 +138,14 @@ def input_hash(
     data_root: Path | None,
     modules: list[str] | None,
     snapshot: dict[str, str] | None = None,
-    notebook_sha: str | None = None,
+    notebook_source: bytes | None = None,
+    legacy_notebook_hash: bool = False,
 ) -> tuple[str, dict[str, Any]]:
-    """The hash of everything that determines a notebook's numbers, and its parts."""
+    """The hash of everything that determines a notebook's numbers, and its parts. ``notebook_source``: the
+    notebook file's bytes as the run read them (default: read now)."""
+    source = notebook_source if notebook_source is not None else (root / "notebooks" / f"{stem}.py").read_bytes()
     parts = {
-        "notebook": notebook_sha or _sha256((root / "notebooks" / f"{stem}.py").read_bytes()),
+        "notebook": notebook_hash(source, legacy_notebook_hash),
         "code": code_hash(root, modules, snapshot),
         "parameters": {k: v for k, v in sorted(parameters.items()) if k not in NON_INPUT_PARAMETERS},
         "data": data_fingerprint(stem, data_root),
@@ -178,7 +204,8 @@ def resume_key(
     root: Path,
     data_root: Path | None,
     snapshot: dict[str, str] | None = None,
-    notebook_sha: str | None = None,
+    notebook_source: bytes | None = None,
+    legacy_notebook_hash: bool = False,
 ) -> str:
     """Name of the checkpoint folder: the inputs less the presentation modules and the ``SHARE_PARAMETERS``.
 
@@ -189,7 +216,7 @@ def resume_key(
     """
     params = {k: v for k, v in parameters.items() if k not in SHARE_PARAMETERS}
     modules = static_imports(root, stem)
-    return input_hash(stem, params, root, data_root, modules, snapshot, notebook_sha)[0][:12]
+    return input_hash(stem, params, root, data_root, modules, snapshot, notebook_source, legacy_notebook_hash)[0][:12]
 
 
 def _git(root: Path, *args: str) -> str:
@@ -276,11 +303,18 @@ def checkpoint_folder(
     root: Path,
     data_root: Path,
     snapshot: dict[str, str] | None = None,
-    notebook_sha: str | None = None,
+    notebook_source: bytes | None = None,
 ) -> Path:
-    """Where a run with these parameters keeps (and finds) its finished units: ``resume_key`` names it."""
-    key = resume_key(stem, parameters, root, data_root, snapshot, notebook_sha)
-    return root / "results" / "checkpoints" / stem / f"{parameters['profile']}-{key}"
+    """Where a run with these parameters keeps (and finds) its finished units: ``resume_key`` names it. A folder
+    named by the legacy key (the whole notebook file hashed) is used where it exists and the current one does not:
+    a run started before prose stopped counting resumes there."""
+    base = root / "results" / "checkpoints" / stem
+    folder, legacy = (
+        base
+        / f"{parameters['profile']}-{resume_key(stem, parameters, root, data_root, snapshot, notebook_source, old)}"
+        for old in (False, True)
+    )
+    return legacy if legacy.is_dir() and not folder.is_dir() else folder
 
 
 def unit_progress(folder: Path) -> list[tuple[str, str, str, str]]:
@@ -404,7 +438,7 @@ def run_notebook(
         existing is not None
         and not force
         and not units_only
-        and (existing[1].get("input_hash") == input_hash(stem, params, root, droot, existing[1].get("code_modules"))[0])
+        and _inputs_unchanged(stem, params, root, droot, existing[1])
     ):
         log(f"{stem} [{profile}]: up to date (inputs unchanged), skipped; use --force to re-run")
         return RunOutcome(stem, profile, "skipped (up to date)", 0.0, final)
@@ -414,8 +448,8 @@ def run_notebook(
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     snapshot = source_snapshot(root)
-    notebook_sha = _sha256((root / "notebooks" / f"{stem}.py").read_bytes())
-    checkpoint_dir = checkpoint_folder(stem, params, root, droot, snapshot, notebook_sha)
+    notebook_source = (root / "notebooks" / f"{stem}.py").read_bytes()
+    checkpoint_dir = checkpoint_folder(stem, params, root, droot, snapshot, notebook_source)
     if force:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # --force recomputes every unit
     params.update(output_dir=_relative(staging, root), checkpoint_dir=_relative(checkpoint_dir, root))
@@ -463,9 +497,9 @@ def run_notebook(
     if not (staging / "metrics.csv").exists():
         shutil.rmtree(staging, ignore_errors=True)
         raise RunFailed(f"{stem} [{profile}] ran but wrote no metrics.csv (the notebook must call RunRecorder.finish)")
-    digest, parts = input_hash(stem, params, root, droot, info.get("code_modules"), snapshot, notebook_sha)
+    digest, parts = input_hash(stem, params, root, droot, info.get("code_modules"), snapshot, notebook_source)
     used = {p: snapshot[p] for p in snapshot if p in _hashed_paths(root, info.get("code_modules"), snapshot)}
-    used[f"notebooks/{stem}.py"] = notebook_sha
+    used[f"notebooks/{stem}.py"] = _sha256(notebook_source)
     changed = uncommitted_inputs(root, commit_state["commit"], used)
     provenance = {
         **info,
@@ -516,5 +550,14 @@ def is_stale(stem: str, profile: str, data_root: str | os.PathLike[str] | None =
         droot: Path | None = resolve_data_root(data_root)
     except Exception:
         droot = None
-    digest, _ = input_hash(stem, params, root, droot, existing[1].get("code_modules"))
-    return digest != existing[1].get("input_hash")
+    return not _inputs_unchanged(stem, params, root, droot, existing[1])
+
+
+def _inputs_unchanged(stem: str, params: dict[str, Any], root: Path, droot: Path | None, prov: dict) -> bool:
+    """Whether a published run's recorded input hash is the current one (or its legacy form: the whole notebook
+    file hashed, as runs before prose stopped counting recorded it)."""
+    return any(
+        input_hash(stem, params, root, droot, prov.get("code_modules"), legacy_notebook_hash=old)[0]
+        == prov.get("input_hash")
+        for old in (False, True)
+    )
