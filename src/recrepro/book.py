@@ -306,12 +306,14 @@ def build_book(
                 "",
                 "## Full runs in progress",
                 "",
-                "A full run that outlasts a session keeps its finished units (and the training checkpoints of its "
-                "fits, mid-way ones included) in a checkpoint folder named by its inputs; the study commits that "
-                "folder so the next session, or a reader, resumes the run where it stopped. Nothing in it is "
+                "A full run that outlasts a session keeps its finished units and the training checkpoints of its "
+                "fits in a checkpoint folder named by its inputs; the study commits what resuming needs (the "
+                "finished units and the fits stopped mid-way: `recrepro progress ... --resume-files`) so the next "
+                "session, or a reader, continues the run where it stopped. Nothing in it is "
                 "published: a table's result appears in this book when every unit of its run has finished. "
                 "*Current code resumes it* says whether `recrepro run` with the code of this commit finds the "
-                "folder (any change to the table's code, parameters or data starts a new one).",
+                "folder (any change to the table's code, parameters or data starts a new one; its prose does "
+                "not count).",
                 "",
                 _md_table(in_progress) if len(in_progress) else "None.",
             ]
