@@ -2,9 +2,8 @@
 
 A notebook's *inputs* are its code cells (not its prose: ``notebook_code``), the ``recrepro`` package source,
 its parameters (profile, seeds and any extra ones; not the device or paths) and the checksums of the datasets it
-declares in the catalog. Their
-hash is stored with the result; a run whose inputs are unchanged is skipped unless forced, and the book
-marks a result whose inputs changed since it was produced as stale.
+declares in the catalog. Their hash is stored with the result; a run whose inputs are unchanged is skipped unless
+forced, and the book marks a result whose inputs changed since it was produced as stale.
 """
 
 from __future__ import annotations
@@ -308,12 +307,12 @@ def checkpoint_folder(
     """Where a run with these parameters keeps (and finds) its finished units: ``resume_key`` names it. A folder
     named by the legacy key (the whole notebook file hashed) is used where it exists and the current one does not:
     a run started before prose stopped counting resumes there."""
-    base = root / "results" / "checkpoints" / stem
-    folder, legacy = (
-        base
-        / f"{parameters['profile']}-{resume_key(stem, parameters, root, data_root, snapshot, notebook_source, old)}"
-        for old in (False, True)
-    )
+
+    def named(legacy_key: bool) -> Path:
+        key = resume_key(stem, parameters, root, data_root, snapshot, notebook_source, legacy_key)
+        return root / "results" / "checkpoints" / stem / f"{parameters['profile']}-{key}"
+
+    folder, legacy = named(False), named(True)
     return legacy if legacy.is_dir() and not folder.is_dir() else folder
 
 
@@ -381,8 +380,7 @@ def resume_files(folder: Path) -> list[Path]:
     """What a checkpoint folder needs to be committed with for the next session to resume its run: every finished
     unit (``.json``) and the training checkpoints of the fits stopped mid-way (``is_midway``). A finished fit's
     ``.pt`` is left out: its result is in a unit (an LRML grid trial's too), so nothing reads it again."""
-    files = sorted(folder.rglob("*.json")) + [p for p in sorted(folder.rglob("*.pt")) if is_midway(p)]
-    return sorted(files)
+    return sorted([*folder.rglob("*.json"), *(p for p in folder.rglob("*.pt") if is_midway(p))])
 
 
 def committed_checkpoint_folders(root: Path) -> list[Path]:
