@@ -5,14 +5,15 @@ same run and on the same random batches (the tests show each pair computes the s
 
 * LRML, batch 500, one negative: row-sparse embedding gradients (Adagrad touches the batch's rows) vs dense
   gradients (every step updates and clips the whole 6040 x 100 and 3706 x 100 tables).
-* CML, batch 50,000, 20 negatives: squared distances as ‖u‖² + ‖v‖² − 2u·v with the dot products from one
-  GEMM of the batch's distinct users with every item, vs the same expansion with the dots from the gathered
-  (B, 20, 100) item block, vs the direct ‖u − v‖² over that block (the first reference).
+* CML, batch 50,000, 20 negatives: the loss's gradient through the closest negative only (the K distances
+  computed without autograd; the current form) vs through all K distances (the previous form, with the dots
+  from one GEMM of the batch's distinct users with every item), vs the direct ‖u − v‖² over the (B, 20, 100)
+  block (the first reference); and, for the current form, the dots from the gathered block instead of the GEMM.
 * Negative sampling for a CollMetric batch (50,000 pairs x 20 negatives) against the training pairs a fit on
-  NCF's ML-1M split uses (``validation_view(0).train``; needs the data root): re-checking only the redrawn
-  draws each rejection round vs re-checking every draw (the reference form; the tests show both return the
-  same items). Heavy users make many rejection rounds. The step times above exclude sampling; an epoch pays
-  both.
+  NCF's ML-1M split uses (``validation_view(0).train``; needs the data root): the dense boolean mask of the
+  training pairs (current) vs binary search in their sorted keys, re-checking only the redrawn draws each
+  rejection round (previous) or every draw (the reference form; the tests show all three return the same
+  items). Heavy users make many rejection rounds. The step times above exclude sampling; an epoch pays both.
 
     RECREPRO_DATA=../shared/data python benchmarks/bench_pairwise.py --device cpu --threads 1 --steps 50
 """
@@ -35,21 +36,38 @@ N_USERS, N_ITEMS = 6040, 3706  # ML-1M
 N_TRAIN_PAIRS = 994_169  # ML-1M's training pairs in NCF's leave-one-out split (for the per-epoch estimates)
 
 
-class DirectCML(CML):
-    """The reference form: ‖u − v‖² over the differenced (B, K, d) block."""
+class AllNegativesGradCML(CML):
+    """The previous loss: the hinge differentiated through all K negatives' distances (min picks the closest)."""
+
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        d_pos = (self.user[users] - self.item[pos]).pow(2).sum(-1)
+        d_neg = self.squared_distances(users, neg)
+        pair = torch.relu(self.cfg.margin + d_pos - d_neg.min(dim=1).values)
+        impostors = (d_pos[:, None] - d_neg + self.cfg.margin > 0).float().mean(1)
+        return (pair * torch.log(impostors * self.n_items + 1.0)).sum()
+
+
+class DirectCML(AllNegativesGradCML):
+    """The first reference: ‖u − v‖² over the differenced (B, K, d) block, differentiated through all K."""
 
     def squared_distances(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return (self.user[users][:, None, :] - self.item[items]).pow(2).sum(-1)
 
 
 class GatheredCML(CML):
-    """The expanded form with its dot products from the gathered (B, K, d) block (no GEMM)."""
+    """The current loss with its dot products from the gathered (B, K, d) block (no GEMM)."""
 
     DENSE_DOTS_FACTOR = 0
 
 
-class RecheckAllSampler(NegativeSampler):
-    """The reference form: every rejection round re-checks every draw of the batch."""
+class BinarySearchSampler(NegativeSampler):
+    """The previous form: training pairs found by binary search in their sorted keys (no dense mask)."""
+
+    DENSE_MASK_LIMIT = 0
+
+
+class RecheckAllSampler(BinarySearchSampler):
+    """The reference form: every rejection round re-checks every draw of the batch (binary search)."""
 
     def sample(self, users: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
         u = users[:, None].expand(-1, n)
@@ -122,9 +140,10 @@ def main() -> None:
     cases = [
         ("LRML dense gradients (reference)", lambda: LRML(N_USERS, N_ITEMS, lrml_cfg, _gen()), False, lrml_cfg),
         ("LRML row-sparse gradients", lambda: LRML(N_USERS, N_ITEMS, lrml_cfg, _gen()), True, lrml_cfg),
-        ("CML direct distances (reference)", lambda: DirectCML(N_USERS, N_ITEMS, cml_cfg, _gen()), False, cml_cfg),
-        ("CML expanded, gathered dots", lambda: GatheredCML(N_USERS, N_ITEMS, cml_cfg, _gen()), False, cml_cfg),
-        ("CML expanded, GEMM dots", lambda: CML(N_USERS, N_ITEMS, cml_cfg, _gen()), False, cml_cfg),
+        ("CML all-K grad, direct (reference)", lambda: DirectCML(N_USERS, N_ITEMS, cml_cfg, _gen()), False, cml_cfg),
+        ("CML all-K grad, GEMM dots", lambda: AllNegativesGradCML(N_USERS, N_ITEMS, cml_cfg, _gen()), False, cml_cfg),
+        ("CML closest grad, gathered dots", lambda: GatheredCML(N_USERS, N_ITEMS, cml_cfg, _gen()), False, cml_cfg),
+        ("CML closest grad, GEMM dots", lambda: CML(N_USERS, N_ITEMS, cml_cfg, _gen()), False, cml_cfg),
     ]
     medians = []
     for name, build, sparse, cfg in cases:
@@ -136,19 +155,22 @@ def main() -> None:
         print(f"  {name:36s} {1e3 * medians[-1]:9.2f} ms/step (median of {len(times)}), ~{per_epoch:6.1f} s/epoch")
     train = load_split("ml-1m/ncf-loo").validation_view(0).train
     for name, sampler_class in [
-        ("CML sampling, re-check all (reference)", RecheckAllSampler),
-        ("CML sampling, re-check redrawn", NegativeSampler),
+        ("CML sampling, search, all (reference)", RecheckAllSampler),
+        ("CML sampling, search, redrawn", BinarySearchSampler),
+        ("CML sampling, mask, redrawn", NegativeSampler),
     ]:
         times = sample_seconds(sampler_class(train, dev), train.users, cml_cfg, cml_steps, dev)
         medians.append(statistics.median(times))
         per_epoch = medians[-1] * len(train) / cml_cfg.batch_size
         print(f"  {name:36s} {1e3 * medians[-1]:9.2f} ms/batch (median of {len(times)}), ~{per_epoch:6.1f} s/epoch")
-    print(f"LRML speed-up (dense / row-sparse): {medians[0] / medians[1]:.2f}x")
-    print(f"CML speed-up (direct / GEMM dots):  {medians[2] / medians[4]:.2f}x")
-    print(f"CML speed-up (gathered / GEMM dots): {medians[3] / medians[4]:.2f}x")
-    print(f"CML sampling speed-up (re-check all / redrawn): {medians[5] / medians[6]:.2f}x")
-    epoch_ref, epoch_now = medians[2] + medians[5], medians[4] + medians[6]
-    print(f"CML epoch speed-up (direct + re-check all / GEMM + redrawn): {epoch_ref / epoch_now:.2f}x")
+    lrml_dense, lrml_sparse, cml_direct, cml_all_k, cml_gathered, cml_now, s_ref, s_prev, s_now = medians
+    print(f"LRML speed-up (dense / row-sparse): {lrml_dense / lrml_sparse:.2f}x")
+    print(f"CML step speed-up (direct all-K / current):   {cml_direct / cml_now:.2f}x")
+    print(f"CML step speed-up (GEMM all-K / current):     {cml_all_k / cml_now:.2f}x")
+    print(f"CML step speed-up (gathered dots / GEMM dots): {cml_gathered / cml_now:.2f}x")
+    print(f"CML sampling speed-up (search, re-check all / current): {s_ref / s_now:.2f}x")
+    print(f"CML sampling speed-up (search, re-check redrawn / current): {s_prev / s_now:.2f}x")
+    print(f"CML epoch speed-up (reference forms / current): {(cml_direct + s_ref) / (cml_now + s_now):.2f}x")
 
 
 def _gen() -> torch.Generator:

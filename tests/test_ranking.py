@@ -128,6 +128,25 @@ def test_negative_sampler_rechecking_only_redrawn_draws_changes_nothing() -> Non
         assert torch.equal(sampler.sample(users, 4, gen_a), recheck_everything(gen_b))
 
 
+def test_negative_sampler_dense_mask_and_binary_search_agree() -> None:
+    """The dense mask of training pairs (small matrices) and the binary search in their sorted keys (large
+    ones) find the same positives, so they draw the same negatives from the same generator state."""
+    loo = synthetic_leave_one_out()
+    masked = NegativeSampler(loo.train, torch.device("cpu"))
+    searched = NegativeSampler(loo.train, torch.device("cpu"))
+    searched.mask = None
+    assert masked.mask is not None
+    users = torch.arange(loo.n_users).repeat_interleave(loo.n_items)
+    items = torch.arange(loo.n_items).repeat(loo.n_users)
+    truth = torch.zeros(loo.n_users, loo.n_items, dtype=torch.bool)
+    truth[loo.train.users, loo.train.items] = True
+    assert torch.equal(masked.is_positive(users, items), truth.flatten())
+    assert torch.equal(searched.is_positive(users, items), truth.flatten())
+    sample_users = torch.arange(loo.n_users).repeat_interleave(20)
+    gen_a, gen_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(masked.sample(sample_users, 4, gen_a), searched.sample(sample_users, 4, gen_b))
+
+
 def test_popularity_is_deterministic_and_counts_items() -> None:
     loo = synthetic_leave_one_out()
     a = fit_popularity(loo, device="cpu", seed=3)
@@ -257,6 +276,27 @@ def test_cml_squared_distances_and_gradients_equal_the_direct_form(dense_dots_fa
     for got, want in zip(torch.autograd.grad((ours * weights).sum(), [model.user, model.item]), expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(model.score(users, items), -direct.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_cml_loss_and_gradients_equal_differentiating_through_every_negative() -> None:
+    """CML's loss takes its gradient through the closest negative only; differentiating the hinge through the
+    min over all K distances (ties from a repeated negative included) gives the same loss and gradients."""
+    from recrepro.models.ranking import CML, CMLConfig
+
+    model = CML(7, 9, CMLConfig(dim=5, margin=1.0), torch.Generator().manual_seed(0))
+    users, pos = torch.tensor([0, 3, 6, 3, 1]), torch.tensor([2, 0, 1, 4, 6])
+    neg = torch.tensor([[0, 1, 8], [2, 2, 5], [7, 4, 3], [1, 8, 8], [5, 5, 5]])
+    d_pos = (model.user[users] - model.item[pos]).pow(2).sum(-1)
+    d_neg = (model.user[users][:, None, :] - model.item[neg]).pow(2).sum(-1)
+    impostors = (d_pos[:, None] - d_neg + model.cfg.margin > 0).float().mean(1)
+    hinge = torch.relu(model.cfg.margin + d_pos - d_neg.min(dim=1).values)
+    expected = (hinge * torch.log(impostors * model.n_items + 1.0)).sum()
+    assert expected > 0 and (hinge > 0).sum() >= 2  # the case exercises the gradient
+    ours = model.loss(users, pos, neg)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+    params = [model.user, model.item]
+    for got, want in zip(torch.autograd.grad(ours, params), torch.autograd.grad(expected, params), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_clip_rows_of_a_subset_leaves_the_other_rows() -> None:
