@@ -157,6 +157,25 @@ def test_two_paper_values_that_fit_our_two_settings_swapped_are_found(tmp_path: 
     assert len(lines) == 1 and "`s-both`" in lines[0] and "`s-users`" in lines[0]
 
 
+def test_findings_list_every_simple_baseline_that_beats_a_published_number(tmp_path: Path) -> None:
+    """YahooMusic's shape: biased MF and three mean predictors (the global mean too) under the paper's 22.4149;
+    the item mean above it is not listed, nor a smoke-profile run."""
+    from recrepro.book import _findings
+
+    claims = write_claims(tmp_path / "claims.csv", [("s", "ym", "srmgcnn", "rmse", "22.4149", "true")])
+    claims = claims.assign(is_paper_method="true")
+    rows = [("biased-mf", 19.57, "full"), ("user-item-mean", 19.66, "full"), ("user-mean", 19.99, "full")]
+    rows += [("global-mean", 22.32, "full"), ("item-mean", 23.75, "full"), ("user-mean", 1.0, "smoke")]
+    metrics = pd.DataFrame(
+        [{"dataset": "ym", "method": m, "metric": "rmse", "seed": 0, "value": v, "profile": p} for m, v, p in rows]
+    ).assign(budget="", notebook="nb")
+    (line,) = [x for x in _findings(claims, metrics, diff(claims, metrics)) if "claim `s`" in x]
+    listed = ["`biased-mf` 19.57", "`user-item-mean` 19.66", "`user-mean` 19.99", "`global-mean` 22.32"]
+    assert line.index(listed[0]) < line.index(listed[1]) < line.index(listed[2]) < line.index(listed[3])
+    assert "item-mean` 23.75" not in line and "1.0000" not in line
+    assert "(mean predictors, fitted in closed form: 3 of 4)" in line
+
+
 def test_printed_half_unit() -> None:
     assert printed_half_unit("0.91") == 0.005
     assert printed_half_unit("22.4149") == pytest.approx(0.00005)
