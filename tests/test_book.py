@@ -187,6 +187,8 @@ def test_runs_in_progress_list_committed_checkpoint_folders_and_whether_they_res
     torch.save({"next_iteration": 6000, "stopped": False, "config": {"n_iterations": 10_000}}, current / "mid.pt")
     torch.save({"next_iteration": 10_000, "stopped": False, "config": {"n_iterations": 10_000}}, current / "done.pt")
     torch.save({"epoch": 15, "stopped_early": True, "config": {"epochs": 500}}, current / "early.pt")
+    (current / "m-trials").mkdir()  # a grid search's trials: named by their folder too
+    torch.save({"epoch": 40, "stopped_early": False, "config": {"epochs": 500}}, current / "m-trials" / "trial_001.pt")
     (tmp_path / "results" / "checkpoints" / "no_such_table" / "full-1").mkdir(parents=True)
     (tmp_path / "results" / "checkpoints" / "no_such_table" / "full-1" / "u.json").write_text("{}")
     _commit_all(tmp_path)
@@ -199,7 +201,7 @@ def test_runs_in_progress_list_committed_checkpoint_folders_and_whether_they_res
     ]
     row = rows.loc[current.relative_to(tmp_path).as_posix()]
     assert row["finished units"] == 1
-    assert row["fits mid-way"] == "mid: iteration 6,000 of 10,000"
+    assert row["fits mid-way"] == "m-trials/trial_001: epoch 40 of 500; mid: iteration 6,000 of 10,000"
     assert row["current code resumes it"] == "yes"
     assert row["command"] == f"`recrepro run {stem} --profile full`"
     assert rows.loc[older.relative_to(tmp_path).as_posix(), "current code resumes it"].startswith("no: code")

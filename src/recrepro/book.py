@@ -484,7 +484,12 @@ def runs_in_progress(root: Path, data_root: Path | None) -> pd.DataFrame:
             continue
         stem, profile = folder.parent.name, folder.name.split("-", 1)[0]
         checkpoints = sorted(folder.rglob("*.pt"))
-        midway = [f"{p.stem}: {checkpoint_position(p)}" for p in checkpoints if is_midway(p)]
+        # the path within the folder: a grid's trials share file names across methods (``<unit>-trials/``)
+        midway = [
+            f"{p.relative_to(folder).with_suffix('').as_posix()}: {checkpoint_position(p)}"
+            for p in checkpoints
+            if is_midway(p)
+        ]
         if stem not in NOTEBOOKS:
             resumes = "no: no notebook of that name"
         elif data_root is None:
