@@ -78,6 +78,13 @@ def _run_status(root: Path, data_root: str | None, run_missing: bool, device: st
     return out
 
 
+RUNS_NOTE = (
+    "*Wall time* is the publishing process's own: a run resumed across sessions reuses the units earlier "
+    "processes finished. Compute is measured per fit instead (seconds per iteration or epoch: each notebook's "
+    "cost or timing table, and [](budget.md))."
+)
+
+
 def _provenance_line(stem: str, st: dict) -> str:
     if st["profile"] is None:
         return f"- `{stem}`: **no result** (not run yet)"
@@ -187,6 +194,8 @@ def build_book(
                 "",
                 "## Runs shown in this book",
                 "",
+                RUNS_NOTE,
+                "",
                 *[_provenance_line(s, status[s]) for s in NOTEBOOKS],
             ]
         )
@@ -230,7 +239,8 @@ def build_book(
                 lines += _measurements(metrics[metrics["notebook"] == s], title, NOTEBOOKS[s].headline)
         lines += _across_notebooks(metrics, paper.rating_datasets, nbs)
         lines += _selection_section(root, [s for s in nbs if status[s]["profile"] == "full"])
-        lines += ["## Runs", "", *([_provenance_line(s, status[s]) for s in nbs] or ["*No notebook yet.*"]), ""]
+        runs = [_provenance_line(s, status[s]) for s in nbs] or ["*No notebook yet.*"]
+        lines += ["## Runs", "", RUNS_NOTE, "", *runs, ""]
         lines += [f"- [{NOTEBOOKS[s].title}](executed/{s}.ipynb)" for s in nbs if s in shown]
         _write(gen / f"{key}.md", "\n".join(lines) + "\n")
         chapters.append(key)
