@@ -30,6 +30,7 @@ from .claims import load_claims  # noqa: E402
 from .compare import TOLERANCE_RULE, diff, selection_optimism, summarise, swapped_settings  # noqa: E402
 from .data.registry import DATASETS, ENV_VAR, DataNotFoundError, resolve_data_root  # noqa: E402
 from .figures import paper_vs_ours, relative_rmse  # noqa: E402
+from .models.baselines import MEAN_BASELINES  # noqa: E402
 from .results import load_all_metrics, load_run  # noqa: E402
 from .runner import (  # noqa: E402
     checkpoint_folder,
@@ -723,7 +724,7 @@ def _baselines_section(claims: pd.DataFrame, metrics: pd.DataFrame, status: dict
     ]
 
 
-SIMPLE_BASELINES = ("global-mean", "user-mean", "item-mean", "user-item-mean", "biased-mf")
+SIMPLE_BASELINES = (*MEAN_BASELINES, "biased-mf")
 
 
 def _findings(claims: pd.DataFrame, metrics: pd.DataFrame, d: pd.DataFrame) -> list[str]:
@@ -757,7 +758,7 @@ def _findings(claims: pd.DataFrame, metrics: pd.DataFrame, d: pd.DataFrame) -> l
         if beating.empty:
             continue
         listed = ", ".join(f"`{b['method']}` {b['ours']}" for _, b in beating.iterrows())
-        n_means = int((beating["method"] != "biased-mf").sum())
+        n_means = int(beating["method"].isin(MEAN_BASELINES).sum())
         note = f" (mean predictors, fitted in closed form: {n_means} of {len(beating)})" if n_means else ""
         out.append(
             f"- **{c['dataset_key']}**: the published {c['method']} ({c['value']}, {c['paper']}, claim "
