@@ -44,6 +44,16 @@ def test_provenance_line_reads_seeds_from_parameters_when_not_recorded_apart() -
     assert "a full run is in progress (21 units finished, see [](budget.md))" in line
 
 
+def test_provenance_line_reads_seeds_recorded_per_split() -> None:
+    """LRML's runs record seeds under each split, not at the top level: the line must not say 'seeds ?'."""
+    prov = {"commit": "abc1234567890", "splits": {"ml-1m/ncf-loo": {"seeds": [0, 1, 2]}, "note": "text"}}
+    assert "seeds [0, 1, 2]," in _provenance_line("nb", {"profile": "full", "provenance": prov, "stale": False})
+    prov["splits"]["other"] = {"seeds": [0]}
+    line = _provenance_line("nb", {"profile": "full", "provenance": prov, "stale": False})
+    assert "seeds {'ml-1m/ncf-loo': [0, 1, 2], 'other': [0]}," in line
+    assert "seeds ?," in _provenance_line("nb", {"profile": "full", "provenance": {}, "stale": False})
+
+
 def test_measurements_table_shows_mean_std_and_budget_per_row() -> None:
     from recrepro.book import _measurements
 

@@ -13,8 +13,10 @@ from recrepro.catalog import UNAVAILABLE_DATA
 from recrepro.claims import CLAIM_COLUMNS, load_claims
 from recrepro.compare import (
     NOT_IMPLEMENTED,
+    beaten_paper_methods,
     diff,
     printed_half_unit,
+    protocol_reversals,
     render,
     selection_optimism,
     summarise,
@@ -174,6 +176,61 @@ def test_findings_list_every_simple_baseline_that_beats_a_published_number(tmp_p
     assert line.index(listed[0]) < line.index(listed[1]) < line.index(listed[2]) < line.index(listed[3])
     assert "item-mean` 23.75" not in line and "1.0000" not in line
     assert "(mean predictors, fitted in closed form: 3 of 4)" in line
+
+
+def ranking_metrics(means: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
+    """Full-profile ranking results of one notebook: ``{metric: {method: [value per seed]}}``."""
+    rows = [
+        {"dataset": "ml", "method": m, "metric": k, "seed": i, "value": v, "profile": "full", "notebook": "nb"}
+        for k, per_method in means.items()
+        for m, values in per_method.items()
+        for i, v in enumerate(values)
+    ]
+    return pd.DataFrame(rows).assign(budget="")
+
+
+def test_paper_method_beaten_by_its_baselines_lists_each_best_first_with_firmness(tmp_path: Path) -> None:
+    """LRML's shape: higher HR@10 is better; iALS beats it firmly, BPR-MF within noise, popularity not at all."""
+    claims = write_claims(tmp_path / "claims.csv", [("l", "ml", "lrml", "hr@10", "0.7397", "false")])
+    claims = claims.assign(is_paper_method="true")
+    metrics = ranking_metrics(
+        {"hr@10": {"lrml": [0.63, 0.64], "ials": [0.71, 0.72], "bpr-mf": [0.64, 0.65], "popularity": [0.45]}}
+    )
+    beaten = beaten_paper_methods(diff(claims, metrics), metrics, claims)
+    assert beaten["method"].tolist() == ["ials", "bpr-mf"]
+    assert beaten["firm"].tolist() == [True, False]  # 0.08 > 2 x 0.0071; 0.01 is within it
+    assert beaten_paper_methods(diff(claims, metrics), metrics, claims.assign(is_paper_method="false")).empty
+    # lower is better (RMSE): the same numbers now mean lrml beats everything except popularity
+    claims = write_claims(tmp_path / "claims.csv", [("l", "ml", "lrml", "hr@10", "0.7397", "true")])
+    beaten = beaten_paper_methods(diff(claims, metrics), metrics, claims.assign(is_paper_method="true"))
+    assert beaten["method"].tolist() == ["popularity"]
+
+
+def test_protocol_reversals_find_the_pairs_that_swap_and_kendall_tau(tmp_path: Path) -> None:
+    """Three methods; b and c swap between sampled and full ranking, a stays first; d has no full ranking."""
+    metrics = ranking_metrics(
+        {
+            "hr@10": {"a": [0.9, 0.9], "b": [0.7, 0.7], "c": [0.6, 0.6], "d": [0.5]},
+            "full/hr@10": {"a": [0.30, 0.30], "b": [0.10, 0.12], "c": [0.11, 0.13]},
+        }
+    )
+    (row,) = protocol_reversals(metrics, "hr@10").itertuples()
+    assert row.n_methods == 3 and row.reversals == [("b", "c", False)]  # full gap 0.01 < 2 x std 0.0141
+    assert row.kendall_tau == pytest.approx(1 / 3)  # 2 of 3 pairs concordant, 1 discordant
+    same = ranking_metrics({"hr@10": {"a": [0.9], "b": [0.7]}, "full/hr@10": {"a": [0.3], "b": [0.1]}})
+    (row,) = protocol_reversals(same, "hr@10").itertuples()
+    assert row.reversals == [] and row.kendall_tau == pytest.approx(1.0)
+    assert protocol_reversals(ranking_metrics({"hr@10": {"a": [0.9]}}), "hr@10").empty
+    from recrepro.book import _ranking_findings
+
+    claims = write_claims(tmp_path / "claims.csv", [("x", "other", "m", "rmse", "1.0", "true")])  # no ranking claim
+    lines = _ranking_findings(claims, metrics, diff(claims, metrics))
+    assert lines == [
+        "- **ml**, hr@10: the sampled protocol (the target among sampled negatives) and full ranking (among every "
+        "unseen item, `full/hr@10`) order our 3 methods with Kendall's tau 0.333. Pairs that swap: `b` ahead of `c` "
+        "sampled, behind under full ranking (the gap is within noise under at least one protocol). Every other pair "
+        "keeps its order."
+    ]
 
 
 def test_printed_half_unit() -> None:

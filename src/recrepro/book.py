@@ -27,9 +27,17 @@ import pandas as pd  # noqa: E402
 from . import __version__  # noqa: E402
 from .catalog import NOTEBOOKS, PAPERS  # noqa: E402
 from .claims import load_claims  # noqa: E402
-from .compare import TOLERANCE_RULE, diff, selection_optimism, summarise, swapped_settings  # noqa: E402
+from .compare import (  # noqa: E402
+    TOLERANCE_RULE,
+    beaten_paper_methods,
+    diff,
+    protocol_reversals,
+    selection_optimism,
+    summarise,
+    swapped_settings,
+)
 from .data.registry import DATASETS, ENV_VAR, DataNotFoundError, resolve_data_root  # noqa: E402
-from .figures import paper_vs_ours, relative_rmse  # noqa: E402
+from .figures import hr_at_k, paper_vs_ours, relative_rmse  # noqa: E402
 from .models.baselines import MEAN_BASELINES  # noqa: E402
 from .results import load_all_metrics, load_run  # noqa: E402
 from .runner import (  # noqa: E402
@@ -86,6 +94,20 @@ RUNS_NOTE = (
 )
 
 
+def _recorded_seeds(p: dict) -> object:
+    """The seeds a run records: top level, as a notebook parameter, or per split (one list shared by every split,
+    else a split -> seeds mapping); '?' where none is recorded."""
+    if "seeds" in p:
+        return p["seeds"]
+    if "seeds" in p.get("parameters", {}):
+        return p["parameters"]["seeds"]
+    per_split = {k: v["seeds"] for k, v in p.get("splits", {}).items() if isinstance(v, dict) and "seeds" in v}
+    if not per_split:
+        return "?"
+    lists = list(per_split.values())
+    return lists[0] if all(v == lists[0] for v in lists) else per_split
+
+
 def _provenance_line(stem: str, st: dict) -> str:
     if st["profile"] is None:
         return f"- `{stem}`: **no result** (not run yet)"
@@ -98,7 +120,7 @@ def _provenance_line(stem: str, st: dict) -> str:
     if "in_progress" in st:
         flags.append(f"a full run is in progress ({st['in_progress']} units finished, see [](budget.md))")
     dirty = " (uncommitted changes)" if p.get("dirty") else ""
-    seeds = p.get("seeds", p.get("parameters", {}).get("seeds", "?"))
+    seeds = _recorded_seeds(p)
     return (
         f"- `{stem}`: profile `{st['profile']}`, commit `{p.get('commit', '?')[:10]}`{dirty}, device "
         f"{p.get('device', '?')}, seeds {seeds}, wall time {p.get('wall_seconds', '?')} s, "
@@ -238,6 +260,7 @@ def build_book(
                     " — smoke profile only, not comparable" if status[s]["profile"] == "smoke" else ""
                 )
                 lines += _measurements(metrics[metrics["notebook"] == s], title, NOTEBOOKS[s].headline)
+            lines += _ranking_section(claims, metrics[metrics["notebook"].isin(measured)], d, gen, key)
         lines += _across_notebooks(metrics, paper.rating_datasets, nbs)
         lines += _selection_section(root, [s for s in nbs if status[s]["profile"] == "full"])
         runs = [_provenance_line(s, status[s]) for s in nbs] or ["*No notebook yet.*"]
@@ -725,6 +748,7 @@ def _baselines_section(claims: pd.DataFrame, metrics: pd.DataFrame, status: dict
 
 
 SIMPLE_BASELINES = (*MEAN_BASELINES, "biased-mf")
+RANKING_METRICS = ("hr@10", "ndcg@10")  # sampled keys; ``full/`` + key is the same metric under full ranking
 
 
 def _findings(claims: pd.DataFrame, metrics: pd.DataFrame, d: pd.DataFrame) -> list[str]:
@@ -764,7 +788,69 @@ def _findings(claims: pd.DataFrame, metrics: pd.DataFrame, d: pd.DataFrame) -> l
             f"- **{c['dataset_key']}**: the published {c['method']} ({c['value']}, {c['paper']}, claim "
             f"`{c['claim_id']}`, {c['source']}) has a higher RMSE than our {listed}{note}."
         )
-    return (out or ["- No published paper-method number is beaten by our simple baselines."]) + swaps
+    out = out or ["- No published paper-method number is beaten by our simple baselines."]
+    return out + swaps + _ranking_findings(claims, metrics, d)
+
+
+def _ranking_section(claims: pd.DataFrame, metrics: pd.DataFrame, d: pd.DataFrame, gen: Path, key: str) -> list[str]:
+    """A chapter's ranking findings and its HR@k curves under both protocols (nothing for RMSE-only chapters)."""
+    from .experiments.lrml2018 import hr_curves
+
+    findings = _ranking_findings(claims, metrics, d)
+    if not findings:
+        return []
+    lines = ["## Ranking findings", "", *findings, ""]
+    full = metrics[metrics["profile"] == "full"]
+    if full["metric"].str.startswith("full/hr@").any():
+        g = hr_at_k(hr_curves(full))
+        g.savefig(gen / "figures" / f"{key}_hr_at_k.png", dpi=110)
+        plt.close(g.figure)
+        lines += [
+            f"```{{figure}} figures/{key}_hr_at_k.png",
+            "Test HR@k per method for k = 1..20, sampled protocol and full ranking (mean ± std over seeds; "
+            "full-profile runs).",
+            "```",
+            "",
+        ]
+    return lines + [
+        "Tuning trials, learning curves and any code–paper differences with their measured effect: the executed "
+        "notebooks below.",
+        "",
+    ]
+
+
+def _ranking_findings(claims: pd.DataFrame, metrics: pd.DataFrame, d: pd.DataFrame) -> list[str]:
+    """Our runs of a paper's method that methods of the same notebook beat (``beaten_paper_methods``), and how the
+    order of methods changes between sampled and full ranking (``protocol_reversals``); ranking metrics only (the
+    RMSE tables have their own finding above)."""
+    beaten = beaten_paper_methods(d[d["metric"].isin(RANKING_METRICS)], metrics, claims)
+    out = []
+    for (claim_id, dataset, metric, our_row), g in beaten.groupby(
+        ["claim_id", "dataset", "metric", "our_row"], sort=False
+    ):
+        listed = ", ".join(f"`{r.method}` {r.theirs}" + ("" if r.firm else " (within noise)") for r in g.itertuples())
+        out.append(
+            f"- **{dataset}**, {metric}: our run of the paper's method (`{our_row}`, {g['ours'].iloc[0]}; claim "
+            f"`{claim_id}`) is beaten by {len(g)} other method(s) run in the same notebook under the same protocol: "
+            f"{listed}."
+        )
+    for metric in RANKING_METRICS:
+        for r in protocol_reversals(metrics, metric).itertuples():
+            head = (
+                f"- **{r.dataset}**, {metric}: the sampled protocol (the target among sampled negatives) and full "
+                f"ranking (among every unseen item, `full/{metric}`) order our {r.n_methods} methods with Kendall's "
+                f"tau {r.kendall_tau:.3f}"
+            )
+            if not r.reversals:
+                out.append(head + ": the order is the same.")
+                continue
+            pairs = "; ".join(
+                f"`{a}` ahead of `{b}` sampled, behind under full ranking"
+                + ("" if firm else " (the gap is within noise under at least one protocol)")
+                for a, b, firm in r.reversals
+            )
+            out.append(f"{head}. Pairs that swap: {pairs}. Every other pair keeps its order.")
+    return out
 
 
 def _config(version_line: str) -> str:

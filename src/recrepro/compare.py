@@ -13,6 +13,7 @@ of ours over seeds). Statuses:
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -220,6 +221,80 @@ def swapped_settings(d: pd.DataFrame, factor: float = SWAP_FACTOR) -> pd.DataFra
                 | {"error_as_assigned": direct, "error_swapped": swapped}
             )
     return pd.DataFrame(rows)
+
+
+NOISE_STDS = 2.0  # a gap between two methods is "firm" when it exceeds this many of the larger std over seeds
+
+
+def _firm(a: pd.Series, b: pd.Series) -> bool:
+    return abs(a["mean"] - b["mean"]) > NOISE_STDS * max(a["std"], b["std"])
+
+
+def beaten_paper_methods(d: pd.DataFrame, metrics: pd.DataFrame, claims: pd.DataFrame) -> pd.DataFrame:
+    """Our runs of a paper's own method that other methods of the same notebook beat, on the claim's dataset and
+    metric (full profile only; the metric's direction from the claim's ``lower_is_better``).
+
+    One row per beating method, best first: the claim, our row's ``ours``, the beating method's ``ours`` and
+    whether the gap is firm (more than ``NOISE_STDS`` times the larger std over seeds). A paper whose method loses
+    to its own baselines, run by us under one protocol, is a finding whatever the published number says.
+    """
+    direction = claims.set_index("claim_id")[["is_paper_method", "lower_is_better"]]
+    rows = d[(d["kind"] == "paper") & d["status"].str.startswith(MEASURED)].join(direction, on="claim_id")
+    rows = rows[rows["is_paper_method"] == "true"].drop_duplicates(["notebook", "dataset", "our_row", "metric"])
+    full = metrics[metrics["profile"] == "full"] if "profile" in metrics else metrics
+    summary = summarise(full) if len(full) else pd.DataFrame(columns=["notebook", "dataset", "metric"])
+    out = []
+    for r in rows.itertuples():
+        same = summary[
+            (summary["notebook"] == r.notebook) & (summary["dataset"] == r.dataset) & (summary["metric"] == r.metric)
+        ].set_index("method")
+        if r.our_row not in same.index:
+            continue
+        lower = r.lower_is_better == "true"
+        ours = same.loc[r.our_row]
+        better = same[(same["mean"] < ours["mean"]) if lower else (same["mean"] > ours["mean"])]
+        for method, b in better.sort_values("mean", ascending=lower).iterrows():
+            out.append(
+                {"claim_id": r.claim_id, "paper": r.paper, "dataset": r.dataset, "metric": r.metric}
+                | {"our_row": r.our_row, "ours": ours["ours"], "method": method, "theirs": b["ours"]}
+                | {"firm": _firm(ours, b)}
+            )
+    cols = ["claim_id", "paper", "dataset", "metric", "our_row", "ours", "method", "theirs", "firm"]
+    return pd.DataFrame(out, columns=cols)
+
+
+def protocol_reversals(metrics: pd.DataFrame, metric: str, full_prefix: str = "full/") -> pd.DataFrame:
+    """How the order of methods on a sampled ranking metric (``hr@10``) changes under full ranking
+    (``full/hr@10``), per dataset of full-profile results (Krichene & Rendle 2020 show it can).
+
+    One row per dataset with both protocols: the number of methods, Kendall's tau between the two orders, and
+    ``reversals``, a list of the pairs whose order flips, each ``(ahead when sampled, ahead under full ranking,
+    firm)``; ``firm``: both gaps exceed ``NOISE_STDS`` times the larger std over seeds.
+    """
+    from scipy.stats import kendalltau
+
+    full = metrics[metrics["profile"] == "full"] if "profile" in metrics else metrics
+    both = full[full["metric"].isin([metric, full_prefix + metric])]
+    rows = []
+    for dataset, g in both.groupby("dataset"):
+        stats = summarise(g).set_index(["metric", "method"])
+        if not {metric, full_prefix + metric} <= set(stats.index.get_level_values(0)):
+            continue
+        sampled, ranked = stats.loc[metric], stats.loc[full_prefix + metric]
+        methods = sorted(sampled.index.intersection(ranked.index))
+        reversals = []
+        for a, b in itertools.combinations(methods, 2):
+            if (sampled.loc[a, "mean"] - sampled.loc[b, "mean"]) * (ranked.loc[a, "mean"] - ranked.loc[b, "mean"]) < 0:
+                ahead = a if sampled.loc[a, "mean"] > sampled.loc[b, "mean"] else b
+                other = b if ahead == a else a
+                firm = _firm(sampled.loc[a], sampled.loc[b]) and _firm(ranked.loc[a], ranked.loc[b])
+                reversals.append((ahead, other, firm))
+        tau = kendalltau(sampled.loc[methods, "mean"], ranked.loc[methods, "mean"]).statistic
+        rows.append(
+            {"dataset": dataset, "metric": metric, "n_methods": len(methods), "kendall_tau": tau}
+            | {"reversals": reversals}
+        )
+    return pd.DataFrame(rows, columns=["dataset", "metric", "n_methods", "kendall_tau", "reversals"])
 
 
 def comparison_table(metrics: pd.DataFrame, profile: str, claims_path: str = "results/claims.csv") -> pd.DataFrame:

@@ -57,3 +57,19 @@ def rmse_by_observed_share(sweep: pd.DataFrame) -> sns.FacetGrid:
     )  # fmt: skip
     g.set_axis_labels("observed share of the unseen block's ratings", "held-out RMSE")
     return g
+
+
+def hr_at_k(curves: pd.DataFrame) -> sns.FacetGrid:
+    """HR@k against k per method, a panel per protocol (sampled, full ranking), mean ± sd over seeds.
+
+    ``curves``: columns k, hr, method, protocol (``lrml2018.hr_curves`` makes it); the panels keep their own y
+    scale, since full-ranking hit rates are an order of magnitude lower.
+    """
+    protocols = sorted(curves["protocol"].unique(), key=lambda p: p.startswith("full"))  # sampled first
+    g = sns.relplot(
+        data=curves, x="k", y="hr", hue="method", col="protocol", col_order=protocols, kind="line", marker="o",
+        markersize=3, errorbar="sd", height=3.2, facet_kws={"sharey": False},
+    )  # fmt: skip
+    g.set_axis_labels("cut-off k", "HR@k (test)")
+    g.set_titles("{col_name}")
+    return g
